@@ -1,0 +1,298 @@
+"""The deconvnet (paper section 3): project one activation back to pixel space, as JAX transformation rules.
+
+A projection is the VJP of ``x -> acts[layer]`` (`zfjax.models.apply` stopped at `layer`) applied to a cotangent that
+is zero except for the chosen activation, which keeps its **value**. The backward rules are chosen by the `Ops` the
+forward pass runs with, and that is the only difference between the three rules:
+
+- ``"deconvnet"`` (the paper): ReLU's backward is ``max(g, 0)`` -- the reconstruction is rectified, whatever the sign
+  of the forward input;
+- ``"guided"`` (guided backpropagation): ``max(g, 0) * (x > 0)``;
+- ``"saliency"``: the plain gradient ``g * (x > 0)``.
+
+In all three, max pooling is `layers.max_pool`, whose VJP is the paper's unpooling with the switches, and each
+convolution's VJP with respect to its input is the transposed convolution (the flipped filters). The VJP with
+respect to the input never touches the biases, so biases are unused on the way back, as in the paper. ``lcn_rule``
+is ``"identity"`` (LCN is skipped on the way back) or ``"gradient"`` (its true gradient).
+
+A unit whose activation is zero (or a channel that is zero everywhere) projects to exact zeros, never NaN: every
+backward rule is linear in the cotangent. `project_many` reports the values so callers can tell.
+
+`project_reference` computes the same projections the way the paper describes them, layer by layer from the
+activations and switches that `models.apply` returns; tests check that both agree.
+"""
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from zfjax import layers, models
+
+Array = jax.Array
+RULES = ("deconvnet", "guided", "saliency")
+LCN_RULES = ("identity", "gradient")
+
+
+@jax.custom_vjp
+def rectified_relu(x: Array) -> Array:
+    """ReLU whose backward pass rectifies the incoming signal, ignoring the forward sign (the deconvnet rule)."""
+    return jax.nn.relu(x)
+
+
+rectified_relu.defvjp(lambda x: (jax.nn.relu(x), None), lambda _, g: (jnp.maximum(g, 0),))
+
+
+@jax.custom_vjp
+def guided_relu(x: Array) -> Array:
+    """ReLU whose backward pass keeps positive signal where the forward input was positive (guided backprop)."""
+    return jax.nn.relu(x)
+
+
+guided_relu.defvjp(lambda x: (jax.nn.relu(x), x > 0),
+                   lambda positive, g: (jnp.where(positive, jnp.maximum(g, 0), jnp.zeros((), g.dtype)),))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
+def lcn_skipped_backward(x: Array, size: int = 5, k: float = 2.0, alpha: float = 1e-4, beta: float = 0.75) -> Array:
+    """`layers.lcn` forward, identity backward: the deconvnet passes reconstructions through LCN unchanged."""
+    return layers.lcn(x, size, k, alpha, beta)
+
+
+lcn_skipped_backward.defvjp(lambda x, *hp: (layers.lcn(x, *hp), None), lambda *args: (args[-1],))
+
+_RELUS = {"deconvnet": rectified_relu, "guided": guided_relu, "saliency": jax.nn.relu}
+_LCNS = {"identity": lcn_skipped_backward, "gradient": layers.lcn}
+
+
+def backward_ops(rule: str = "deconvnet", lcn_rule: str = "identity") -> layers.Ops:
+    """The `layers.Ops` whose VJPs implement `rule` and `lcn_rule` (the one place the rules are chosen)."""
+    if rule not in RULES:
+        raise ValueError(f"unknown rule {rule!r}; choose one of {RULES}")
+    if lcn_rule not in LCN_RULES:
+        raise ValueError(f"unknown lcn_rule {lcn_rule!r}; choose one of {LCN_RULES}")
+    return layers.Ops(relu=_RELUS[rule], max_pool=layers.max_pool, lcn=_LCNS[lcn_rule])
+
+
+def projectable_layers(arch: models.Arch) -> tuple[str, ...]:
+    """Layers whose units can be projected: every conv (post-ReLU) and pool (post-LCN) map, in forward order."""
+    return tuple(n for n in arch.layer_names if n.startswith(("conv", "pool")))
+
+
+def _check_layer(arch: models.Arch, layer: str) -> None:
+    if layer not in projectable_layers(arch):
+        raise ValueError(f"cannot project from layer {layer!r}; {arch.name} has {list(projectable_layers(arch))}")
+
+
+def _concrete(v) -> np.ndarray | None:
+    """`v` as a numpy array, or None when it is a traced value (validation then happens only on concrete input)."""
+    try:
+        return np.asarray(v)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def _check_unit(layer: str, shape: tuple[int, ...], channel, position) -> None:
+    """ValueError for a concrete channel or position outside the (N, H, W, C) map of `layer`."""
+    n, h, w, c = shape
+    ch = _concrete(channel)
+    if ch is not None and (ch.ndim != 0 or not 0 <= int(ch) < c):
+        raise ValueError(f"channel {channel!r} is out of range: {layer} has {c} channels (0..{c - 1})")
+    if position is None:
+        return
+    pos = _concrete(position)
+    if pos is not None:
+        if pos.shape not in ((2,), (n, 2)):
+            raise ValueError(f"position must be (h, w) or an (N, 2) = ({n}, 2) array, got shape {pos.shape}")
+        rows, cols = pos.reshape(-1, 2).T
+        if rows.min() < 0 or cols.min() < 0 or rows.max() >= h or cols.max() >= w:
+            raise ValueError(f"position {pos.tolist()} is outside the {h}x{w} map of {layer}")
+
+
+class _Unit(NamedTuple):
+    projection: Array  # like x
+    value: Array  # (N,)
+    position: Array  # (N, 2) int32
+
+
+def _project_unit(arch, params, x, layer, channel, position, rule, lcn_rule) -> _Unit:
+    """Forward to `layer` once (`jax.vjp`), seed the chosen unit of each image with its value, pull it back."""
+    _check_layer(arch, layer)
+    ops = backward_ops(rule, lcn_rule)
+    acts, pullback = jax.vjp(lambda x: models.apply(arch, params, x, upto=layer, ops=ops).acts[layer], x)
+    _check_unit(layer, acts.shape, channel, position)
+    n, _, w, _ = acts.shape
+    fmap = jnp.take(acts, channel, axis=3)  # (N, H, W); works for a traced channel
+    if position is None:
+        flat = jnp.argmax(fmap.reshape(n, -1), axis=1)
+        rows, cols = flat // w, flat % w
+    else:
+        rows, cols = jnp.broadcast_to(jnp.asarray(position, jnp.int32), (n, 2)).T
+    images = jnp.arange(n)
+    value = fmap[images, rows, cols]
+    seed = jnp.zeros_like(acts).at[images, rows, cols, channel].set(value)
+    (projection,) = pullback(seed)
+    return _Unit(projection, value, jnp.stack([rows, cols], axis=1).astype(jnp.int32))
+
+
+def project(arch: models.Arch, params: models.Params, x: Array, layer: str, channel, *, position=None,
+            rule: str = "deconvnet", lcn_rule: str = "identity") -> Array:
+    """Project unit (`channel`, `position`) of `layer` of each image in `x` (N, H, W, C) back to pixels (same shape).
+
+    `position` None takes each image's strongest activation in that channel; else an (h, w) pair or an (N, 2) array.
+    `channel` and `position` may be traced (jit with `arch`, `layer`, `rule`, `lcn_rule` static; vmap over them with
+    `x` unbatched shares the forward pass). A unit whose activation is zero projects to zeros.
+    """
+    return _project_unit(arch, params, x, layer, channel, position, rule, lcn_rule).projection
+
+
+class Projections(NamedTuple):
+    """What `project_many` returns for C chosen channels of one image."""
+    projections: Array  # (C, H, W, C_in): each channel's strongest unit projected to pixels
+    values: Array  # (C,): that unit's activation (0 means the projection is all zeros)
+    positions: Array  # (C, 2) int32: its (h, w) in the layer's map
+
+
+@functools.partial(jax.jit, static_argnames=("arch", "layer", "chunk", "rule", "lcn_rule"))
+def _project_channels(arch, params, image, layer, channels, chunk, rule, lcn_rule) -> Projections:
+    """One forward pass of `image`, then the channels' projections in vmapped chunks of `chunk` (bounds memory)."""
+    _check_layer(arch, layer)
+    ops = backward_ops(rule, lcn_rule)
+    acts, pullback = jax.vjp(lambda x: models.apply(arch, params, x, upto=layer, ops=ops).acts[layer], image[None])
+    w = acts.shape[2]
+
+    def one(channel):
+        fmap = jnp.take(acts[0], channel, axis=2)
+        flat = jnp.argmax(fmap.reshape(-1))
+        row, col = flat // w, flat % w
+        value = fmap[row, col]
+        (projection,) = pullback(jnp.zeros_like(acts).at[0, row, col, channel].set(value))
+        return Projections(projection[0], value, jnp.stack([row, col]).astype(jnp.int32))
+
+    return lax.map(one, channels, batch_size=chunk)
+
+
+def project_many(arch: models.Arch, params: models.Params, image: Array, layer: str, channels=None, *,
+                 chunk: int = 16, rule: str = "deconvnet", lcn_rule: str = "identity") -> Projections:
+    """Project the strongest unit of every channel of `layer` (or of `channels`) of ONE image (H, W, C_in).
+
+    The forward pass is shared and compiled once; projections are computed `chunk` channels at a time.
+    """
+    _check_layer(arch, layer)
+    backward_ops(rule, lcn_rule)
+    if np.ndim(image) != 3:
+        raise ValueError(f"project_many takes one image (H, W, C), got shape {np.shape(image)}; use project for batches")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    num = jax.eval_shape(lambda x: models.apply(arch, params, x, upto=layer).acts[layer], image[None]).shape[3]
+    channels = np.arange(num) if channels is None else np.asarray(channels)
+    if channels.ndim != 1 or channels.size == 0 or not np.issubdtype(channels.dtype, np.integer):
+        raise ValueError(f"channels must be a non-empty 1-D list of ints, got {channels!r}")
+    if channels.min() < 0 or channels.max() >= num:
+        raise ValueError(f"channels {channels.tolist()} out of range: {layer} has {num} channels (0..{num - 1})")
+    return _project_channels(arch, params, image, layer, jnp.asarray(channels, jnp.int32), min(chunk, channels.size),
+                             rule, lcn_rule)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The reference path: the paper's description, layer by layer, from the activations and switches of the forward.
+
+
+def unpool(g: Array, switches: Array, in_hw: tuple[int, int]) -> Array:
+    """Put each pooled value at the flat index its switch recorded in the (H, W) pre-pool map (overlaps add up)."""
+    n, _, _, c = g.shape
+    flat = jnp.zeros((n, in_hw[0] * in_hw[1], c), g.dtype)
+    nn, cc = jnp.arange(n)[:, None, None, None], jnp.arange(c)[None, None, None, :]
+    flat = flat.at[jnp.broadcast_to(nn, g.shape), switches, jnp.broadcast_to(cc, g.shape)].add(g)
+    return flat.reshape(n, in_hw[0], in_hw[1], c)
+
+
+def rectify(g: Array, act: Array, rule: str) -> Array:
+    """Backward through a ReLU whose output was `act`: rectify (deconvnet), rectify and mask (guided), mask (saliency)."""
+    if rule == "deconvnet":
+        return jnp.maximum(g, 0)
+    if rule == "guided":
+        return jnp.where(act > 0, jnp.maximum(g, 0), 0)
+    return jnp.where(act > 0, g, 0)
+
+
+def conv_transpose(g: Array, w: Array, stride: int, padding: int, in_hw: tuple[int, int]) -> Array:
+    """Filter `g` with the flipped, transposed filters `w` (HWIO): the deconvnet layer that inverts a conv."""
+    k = w.shape[0]
+    pads = []
+    for size_in, size_out in zip(in_hw, g.shape[1:3]):
+        lo = k - 1 - padding
+        pads.append((lo, size_in + k - 1 - ((size_out - 1) * stride + 1) - lo))
+    flipped = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
+    return lax.conv_general_dilated(g, flipped, (1, 1), pads, lhs_dilation=(stride, stride),
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def lcn_gradient(g: Array, x: Array, size: int, k: float, alpha: float, beta: float) -> Array:
+    """Backward through y_i = x_i * s_i^-beta, s_i = k + alpha * sum_{j in window(i)} x_j^2 (written out by hand)."""
+    c, half = x.shape[-1], size // 2
+    s = k + alpha * _window_sum(x * x, half, size - 1 - half)
+    inner = _window_sum(g * x * s ** (-beta - 1), size - 1 - half, half)  # sum over the i whose window holds j
+    return g * s ** -beta - 2 * alpha * beta * x * inner[..., :c]
+
+
+def _window_sum(v: Array, before: int, after: int) -> Array:
+    """Sum over channels c-before..c+after (zero outside)."""
+    c = v.shape[-1]
+    padded = jnp.pad(v, ((0, 0), (0, 0), (0, 0), (before, after)))
+    return sum(padded[..., i:i + c] for i in range(before + after + 1))
+
+
+def project_reference(arch: models.Arch, params: models.Params, x: Array, layer: str, channel: int, *,
+                      position=None, rule: str = "deconvnet", lcn_rule: str = "identity") -> Array:
+    """`project`, computed as the paper describes it: unpool with switches, rectify, filter with transposed filters.
+
+    Slow and readable; for tests. Biases are not used.
+    """
+    backward_ops(rule, lcn_rule)
+    _check_layer(arch, layer)
+    fwd = models.apply(arch, params, x, upto=layer)
+    acts = fwd.acts[layer]
+    _check_unit(layer, acts.shape, channel, position)
+    n, _, w, _ = acts.shape
+    if position is None:
+        flat = jnp.argmax(acts[..., channel].reshape(n, -1), axis=1)
+        rows, cols = flat // w, flat % w
+    else:
+        rows, cols = jnp.broadcast_to(jnp.asarray(position), (n, 2)).T
+    images = jnp.arange(n)
+    g = jnp.zeros_like(acts).at[images, rows, cols, channel].set(acts[images, rows, cols, channel])
+    top = next(i for i, c in enumerate(arch.convs) if layer in (c.name, c.pool_name))
+    for i in reversed(range(top + 1)):
+        c = arch.convs[i]
+        if c.pool and (i < top or layer == c.pool_name):
+            g = _unpool_block(arch, c, fwd, g, lcn_rule)
+        g = rectify(g, fwd.acts[c.name], rule)
+        g = conv_transpose(g, params[c.name]["w"], c.stride, c.padding, _input_hw(arch, fwd, x, i))
+    return g
+
+
+def _unpool_block(arch: models.Arch, c: models.Conv, fwd: models.Forward, g: Array, lcn_rule: str) -> Array:
+    """Backward through conv `c`'s LCN (identity or gradient) and then its max pool (unpooling with the switches)."""
+    conv_map, switches = fwd.acts[c.name], fwd.switches[c.pool_name]
+    if c.lcn and arch.lcn and lcn_rule == "gradient":
+        n, ch = g.shape[0], g.shape[3]
+        pooled = jnp.take_along_axis(conv_map.reshape(n, -1, ch), switches.reshape(n, -1, ch), axis=1)
+        g = lcn_gradient(g, pooled.reshape(g.shape), arch.lcn_size, arch.lcn_k, arch.lcn_alpha, arch.lcn_beta)
+    return unpool(g, switches, conv_map.shape[1:3])
+
+
+def _input_hw(arch: models.Arch, fwd: models.Forward, x: Array, i: int) -> tuple[int, int]:
+    """Spatial size of the map that conv number `i` reads."""
+    if i == 0:
+        return x.shape[1:3]
+    prev = arch.convs[i - 1]
+    return fwd.acts[prev.pool_name if prev.pool else prev.name].shape[1:3]
+
+
+__all__ = ["RULES", "LCN_RULES", "backward_ops", "projectable_layers", "project", "project_many", "Projections",
+           "project_reference", "unpool", "rectify", "conv_transpose", "lcn_gradient", "rectified_relu",
+           "guided_relu", "lcn_skipped_backward"]
