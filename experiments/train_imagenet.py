@@ -1,0 +1,40 @@
+"""Train a network of the paper: ``python -m experiments.train_imagenet --config=<config file> --workdir=<dir>``.
+
+The config is an ml_collections file from ``experiments/configs/`` (its docstring shows the launch command);
+``--config.<field>=<value>`` overrides a field. A run resumes from the newest checkpoint in ``--workdir``.
+Multi-host: pass ``--distributed`` (jax.distributed.initialize() detects the cluster), or the coordinator address,
+process count and id explicitly.
+"""
+from __future__ import annotations
+
+import zfjax  # noqa: F401  (first: sets fast XLA:CPU flags before JAX starts)
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from zfjax import train
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, snapshots, metrics and figures.",
+                               required=True)
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file (experiments/configs/*.py).",
+                                          lock_config=True)
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host runs).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (implies --distributed).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (with --coordinator_address).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's id (with --coordinator_address).")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    if _DISTRIBUTED.value or _COORDINATOR.value:
+        jax.distributed.initialize(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
+                                   process_id=_PROCESS_ID.value)
+    logging.info("JAX processes %d/%d, devices %s", jax.process_index(), jax.process_count(), jax.devices())
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["config"])
+    app.run(main)

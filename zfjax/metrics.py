@@ -1,0 +1,92 @@
+"""Training metrics: ``metrics.jsonl`` (always), TensorBoard event files through clu (when tensorboard is
+installed), and the learning-curve figure.
+
+A resumed run appends to ``metrics.jsonl`` and may repeat steps done after its last checkpoint; `read` keeps the
+last value written for each (step, name).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import pathlib
+from typing import Any
+
+METRICS_FILE, CURVES_FILE = "metrics.jsonl", "learning_curves.png"
+
+
+def _tensorboard_writer(workdir: pathlib.Path) -> Any:
+    try:
+        from clu import metric_writers
+    except ImportError as e:  # clu's writers need the tensorboard package
+        logging.warning("no TensorBoard event files (%s); metrics go to %s only", e, METRICS_FILE)
+        return None
+    return metric_writers.create_default_writer(str(workdir), asynchronous=False)
+
+
+class Writer:
+    """Scalars per step to ``metrics.jsonl`` and TensorBoard; writes only on host 0."""
+
+    def __init__(self, workdir: str | pathlib.Path, enabled: bool = True):
+        self.workdir = pathlib.Path(workdir)
+        self.enabled = enabled
+        self.tb = _tensorboard_writer(self.workdir) if enabled else None
+
+    def write(self, step: int, scalars: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        with open(self.workdir / METRICS_FILE, "a") as f:
+            f.write(json.dumps({"step": int(step), **{k: float(v) for k, v in scalars.items()}}) + "\n")
+        if self.tb is not None:
+            self.tb.write_scalars(int(step), scalars)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def read(path: str | pathlib.Path) -> dict[str, dict[int, float]]:
+    """{name: {step: value}} from a metrics.jsonl; later lines win (a resumed run re-does some steps)."""
+    out: dict[str, dict[int, float]] = {}
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            step = row.pop("step")
+            for k, v in row.items():
+                out.setdefault(k, {})[step] = v
+    return {k: dict(sorted(v.items())) for k, v in out.items()}
+
+
+def plot_learning_curves(workdir: str | pathlib.Path) -> pathlib.Path:
+    """Train loss and train/eval top-1 error against step, from ``metrics.jsonl`` to ``learning_curves.png``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workdir = pathlib.Path(workdir)
+    series = read(workdir / METRICS_FILE)
+    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for name, label in (("train_loss", "train"), ("eval_loss", "eval (crop-averaged)")):
+        if name in series:
+            ax_loss.plot(list(series[name]), list(series[name].values()), label=label, marker="." if "eval" in name else None)
+    for name, label in (("train_accuracy", "train top-1"), ("eval_top1", "eval top-1"), ("eval_top5", "eval top-5")):
+        if name in series:
+            err = [100 * (1 - v) for v in series[name].values()]
+            ax_err.plot(list(series[name]), err, label=label, marker="." if "eval" in name else None)
+    ax_loss.set(xlabel="step", ylabel="cross-entropy", title="loss")
+    ax_err.set(xlabel="step", ylabel="error %", title="error")
+    if any(math.isfinite(v) and v > 0 for v in series.get("train_loss", {}).values()):
+        ax_loss.set_yscale("log")
+    for ax in (ax_loss, ax_err):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path = workdir / CURVES_FILE
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
