@@ -1,0 +1,100 @@
+"""Shared machinery of the benchmarks: the torch twin of a zfjax network, ABAB timing, the report line.
+
+Every benchmark runs the same work in zfjax and in the reference (torch 2.13 CPU + Captum) in one process, checks
+that the outputs agree before timing, warms both up (zfjax's compile time is reported apart), alternates A/B/A/B,
+and prints a table and, as its last line, one JSON object with the median times and their ratio.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import statistics
+import time
+from typing import Callable
+
+import numpy as np
+
+from zfjax import models, weights
+
+
+def setup_torch():
+    """Import torch with one intra-op thread per core (its best on this machine)."""
+    import torch
+    torch.set_num_threads(os.cpu_count() or 1)
+    return torch
+
+
+def torch_net(arch: models.Arch, params: models.Params):
+    """The zfjax network as an efficient NCHW torch module with the same weights, for Captum.
+
+    Uses `nn.ReLU` modules (Captum's deconvolution and guided backprop hook them), ceil-mode `nn.MaxPool2d` and
+    `nn.LocalResponseNorm(n, alpha * n, beta, k)` (torch divides alpha by n). The first fc layer flattens NCHW,
+    so its weight comes through `weights.to_torch`, which permutes the rows.
+    """
+    torch = setup_torch()
+    nn = torch.nn
+    state = {k: torch.tensor(v) for k, v in weights.to_torch(params, arch).items()}
+    mods: dict[str, nn.Module] = {}
+    cin = arch.input_shape[2]
+    for c in arch.convs:
+        mods[c.name] = nn.Conv2d(cin, c.features, c.kernel, c.stride, c.padding)
+        mods["relu" + c.name[4:]] = nn.ReLU()
+        if c.pool:
+            mods[c.pool_name] = nn.MaxPool2d(arch.pool_window, arch.pool_stride, ceil_mode=arch.pool_ceil)
+            if c.lcn and arch.lcn:
+                mods["norm" + c.name[4:]] = nn.LocalResponseNorm(arch.lcn_size, arch.lcn_alpha * arch.lcn_size,
+                                                                 arch.lcn_beta, arch.lcn_k)
+        cin = c.features
+    mods["flatten"] = nn.Flatten()
+    fan = models.param_shapes(arch)
+    for f in arch.fcs:
+        mods[f.name] = nn.Linear(*fan[f.name]["w"])
+        mods["relu" + f.name[2:]] = nn.ReLU()
+        mods["drop" + f.name[2:]] = nn.Dropout(f.dropout)
+    mods["fc8"] = nn.Linear(*fan["fc8"]["w"])
+    net = nn.Sequential(collections.OrderedDict(mods))
+    net.load_state_dict(state, strict=True)
+    return net.eval()
+
+
+def to_nchw(x) -> "torch.Tensor":  # noqa: F821
+    """A zfjax NHWC batch as a contiguous NCHW torch tensor."""
+    torch = setup_torch()
+    return torch.tensor(np.asarray(x)).permute(0, 3, 1, 2).contiguous()
+
+
+def max_rel_err(got, ref) -> float:
+    """max |got - ref| / max |ref|: the agreement measure of every benchmark."""
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    return float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-30))
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Wall seconds of one call (the callable must block until its result is ready)."""
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def abab(zfjax_fn: Callable[[], object], reference_fn: Callable[[], object], rounds: int) -> tuple[list, list]:
+    """Alternate zfjax and reference `rounds` times each; return both lists of seconds."""
+    a, b = [], []
+    for _ in range(rounds):
+        a.append(timed(zfjax_fn))
+        b.append(timed(reference_fn))
+    return a, b
+
+
+def report(name: str, zfjax_s: list[float], reference_s: list[float], agree: bool, *, compile_s: float,
+           err: float, **extra) -> dict:
+    """Print the table and, last, the JSON line; return the JSON object."""
+    za, rb = statistics.median(zfjax_s), statistics.median(reference_s)
+    print(f"{'':10} {'median s':>10} {'min s':>10} {'rounds':>7}")
+    print(f"{'zfjax':10} {za:10.4f} {min(zfjax_s):10.4f} {len(zfjax_s):7d}   (compile {compile_s:.2f} s)")
+    print(f"{'reference':10} {rb:10.4f} {min(reference_s):10.4f} {len(reference_s):7d}")
+    print(f"max relative difference {err:.2e}; ratio reference/zfjax = {rb / za:.2f}x")
+    out = {"benchmark": name, "zfjax_s": za, "reference_s": rb, "ratio": rb / za, "agree": bool(agree),
+           "max_rel_err": err, "compile_s": compile_s, **extra}
+    print(json.dumps(out))
+    return out
