@@ -1,0 +1,237 @@
+"""Occlusion sensitivity (the paper's Fig. 7): slide a grey square over an image and map what the network says.
+
+For every position of the square (its top-left corner at rows 0, stride, 2*stride, ... while it fits, same for
+columns) `occlusion_maps` returns p(true label), the most probable label, and the total activation of the strongest
+feature map of a layer. Two paths compute the same numbers:
+
+- ``method="brute"``: every occluded image goes through `zfjax.models.apply`, in batches of positions.
+- ``method="incremental"`` (default): the square only changes activations inside its receptive-field cone. The
+  unoccluded forward runs once; for each position only a fixed-size window per layer is recomputed from the cached
+  maps (`lax.dynamic_slice`, the previous layer's new window written over it), then the last map is patched and the
+  fc layers finish. Windows are sized from the exact interval arithmetic of each conv (zero padding, stride) and pool
+  (ceil-mode partial windows), so edges are exact; LCN works per pixel across maps, so it needs no margin.
+"""
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from zfjax import layers, models
+
+Array = jax.Array
+METHODS = ("incremental", "brute")
+
+
+class Maps(NamedTuple):
+    """Occlusion maps, each (rows, cols): entry [i, j] is for the square's top-left corner at (i*stride, j*stride)."""
+    prob_true: np.ndarray
+    top_label: np.ndarray
+    feature: np.ndarray
+    channel: int
+
+
+class _Stage(NamedTuple):
+    """One spatial step of the net: a conv (+ReLU) or a pool (+LCN); `source` is its input activation (None: image)."""
+    name: str
+    source: str | None
+    kernel: int
+    stride: int
+    pad: int
+    pool: bool
+    lcn: bool
+
+
+def _stages(arch: models.Arch) -> tuple[_Stage, ...]:
+    """The conv and pool steps of `arch`, in forward order."""
+    out, source = [], None
+    for c in arch.convs:
+        out.append(_Stage(c.name, source, c.kernel, c.stride, c.padding, False, False))
+        source = c.name
+        if c.pool:
+            out.append(_Stage(c.pool_name, source, arch.pool_window, arch.pool_stride, 0, True, c.lcn and arch.lcn))
+            source = c.pool_name
+    return tuple(out)
+
+
+def grid(n: int, patch: int, stride: int) -> np.ndarray:
+    """Top-left offsets of the square along one axis: 0, stride, 2*stride, ... while the square fits in `n`."""
+    return np.arange(0, n - patch + 1, stride)
+
+
+def _cone(arch: models.Arch, axis: int, offsets: np.ndarray, patch: int) -> tuple[tuple[int, ...], list[np.ndarray]]:
+    """Per stage along `axis`: a static window length and, per offset, the window start covering every changed unit.
+
+    An output unit o of a (kernel k, stride s, padding p) step reads inputs [o*s - p, o*s - p + k); it changes iff
+    that meets the changed input interval [a, b). Windows are widened to the largest such interval and kept inside
+    the map, so recomputing one always covers what changed.
+    """
+    shapes = arch.shapes()
+    a, b = offsets, offsets + patch
+    sizes, starts = [], []
+    for st in _stages(arch):
+        n_out = shapes[st.name][axis]
+        lo = np.maximum(0, -((st.kernel - 1 - a - st.pad) // st.stride))
+        hi = np.minimum(n_out, (b - 1 + st.pad) // st.stride + 1)
+        hi = np.maximum(hi, lo)
+        length = int(max(1, np.max(hi - lo)))
+        sizes.append(length)
+        starts.append(np.clip(lo, 0, n_out - length).astype(np.int32))
+        a, b = lo, hi
+    return tuple(sizes), starts
+
+
+def _overlay(region: Array, window: Array, dy: Array, dx: Array) -> Array:
+    """`region` with `window` written at offset (dy, dx); parts of `window` outside `region` are dropped."""
+    lh, lw = window.shape[:2]
+    rh, rw = region.shape[:2]
+    big = jnp.pad(region, ((lh, lh), (lw, lw), (0, 0)))
+    # A clamped start only happens when window and region do not meet, and then it lands in the padding.
+    big = lax.dynamic_update_slice(big, window.astype(region.dtype), (dy + lh, dx + lw, jnp.int32(0)))
+    return big[lh:lh + rh, lw:lw + rw]
+
+
+def _canvas(stage: _Stage, x: Array, n_out: tuple[int, int]) -> Array:
+    """A stage's input map (HWC) padded as the stage pads it: zeros around for a conv, -inf after for a ceil pool."""
+    if not stage.pool:
+        return jnp.pad(x, ((stage.pad, stage.pad), (stage.pad, stage.pad), (0, 0)))
+    extra = [max(0, (o - 1) * stage.stride + stage.kernel - n) for o, n in zip(n_out, x.shape[:2])]
+    return jnp.pad(x, ((0, extra[0]), (0, extra[1]), (0, 0)), constant_values=-jnp.inf)
+
+
+def _step(arch: models.Arch, params: models.Params, stage: _Stage, region: Array) -> Array:
+    """Run one stage on an HWC region without padding (the region carries it)."""
+    x = region[None]
+    if stage.pool:
+        x = layers.max_pool(x, stage.kernel, stage.stride, False)[0]
+        if stage.lcn:
+            x = layers.lcn(x, arch.lcn_size, arch.lcn_k, arch.lcn_alpha, arch.lcn_beta)
+    else:
+        x = jax.nn.relu(layers.conv(x, params[stage.name]["w"], params[stage.name]["b"], stage.stride, 0))
+    return x[0]
+
+
+def _head(arch: models.Arch, params: models.Params, x: Array) -> Array:
+    """The fc layers (test mode) on the flattened last map: logits."""
+    x = x.reshape(x.shape[0], -1)
+    for f in arch.fcs:
+        x = jax.nn.relu(x @ params[f.name]["w"] + params[f.name]["b"])
+    return x @ params["fc8"]["w"] + params["fc8"]["b"]
+
+
+def _channel_sum(act: Array) -> Array:
+    """Total activation of every map: sum over batch and positions -> (C,)."""
+    return jnp.sum(act, axis=tuple(range(act.ndim - 1)))
+
+
+@functools.partial(jax.jit, static_argnames=("arch", "layer", "patch", "sizes", "batch_size"))
+def _incremental(arch: models.Arch, params: models.Params, image: Array, fill: Array, ys: Array, xs: Array,
+                 win_ys: tuple[Array, ...], win_xs: tuple[Array, ...], *, layer: str, patch: int,
+                 sizes: tuple[tuple[int, int], ...], batch_size: int) -> tuple[Array, Array, Array]:
+    """Logits (P, classes), feature totals (P,) and the channel, recomputing only each square's cone.
+
+    `ys`, `xs` (P,) are the square's offsets; `win_ys[i]`, `win_xs[i]` (P,) the window starts of stage i.
+    """
+    stages = _stages(arch)
+    shapes = arch.shapes()
+    full = models.apply(arch, params, image[None])
+    channel = jnp.argmax(_channel_sum(full.acts[layer]))
+    canvases = [_canvas(st, image if st.source is None else full.acts[st.source][0], shapes[st.name][:2])
+                for st in stages]
+    square = jnp.broadcast_to(fill, (patch, patch, image.shape[2]))
+    feature_map = lax.dynamic_index_in_dim(full.acts[layer][0], channel, axis=2)
+
+    def one(pos):
+        window, wy, wx, starts_y, starts_x = square, *pos
+        feature = None
+        for st, (lh, lw), sy, sx, canvas in zip(stages, sizes, starts_y, starts_x, canvases):
+            rh, rw = (lh - 1) * st.stride + st.kernel, (lw - 1) * st.stride + st.kernel
+            region = lax.dynamic_slice(canvas, (sy * st.stride, sx * st.stride, 0), (rh, rw, canvas.shape[2]))
+            region = _overlay(region, window, wy + st.pad - sy * st.stride, wx + st.pad - sx * st.stride)
+            window, wy, wx = _step(arch, params, st, region), sy, sx
+            if st.name == layer:
+                feature = jnp.sum(_overlay(feature_map, lax.dynamic_index_in_dim(window, channel, axis=2), wy, wx))
+        last = _overlay(full.acts[stages[-1].name][0], window, wy, wx)
+        return _head(arch, params, last[None])[0], feature
+
+    logits, feature = lax.map(one, (ys, xs, win_ys, win_xs), batch_size=batch_size)
+    return logits, feature, channel
+
+
+@functools.partial(jax.jit, static_argnames=("arch", "layer", "patch", "batch_size"))
+def _brute(arch: models.Arch, params: models.Params, image: Array, fill: Array, ys: Array, xs: Array, *,
+           layer: str, patch: int, batch_size: int) -> tuple[Array, Array, Array]:
+    """Logits (P, classes), feature totals (P,) and the channel, one full forward per occluded image."""
+    channel = jnp.argmax(_channel_sum(models.apply(arch, params, image[None], upto=layer).acts[layer]))
+    rows, cols = jnp.arange(image.shape[0]), jnp.arange(image.shape[1])
+
+    def one(pos):
+        y, x = pos
+        inside = ((rows >= y) & (rows < y + patch))[:, None, None] & ((cols >= x) & (cols < x + patch))[None, :, None]
+        out = models.apply(arch, params, jnp.where(inside, fill, image)[None])
+        return out.logits[0], jnp.sum(lax.dynamic_index_in_dim(out.acts[layer][0], channel, axis=2))
+
+    logits, feature = lax.map(one, (ys, xs), batch_size=batch_size)
+    return logits, feature, channel
+
+
+def _check(arch: models.Arch, image, label: int, patch: int, stride: int, fill, layer: str, method: str,
+           batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """ValueError naming the first bad argument; returns the image and fill as float32 arrays."""
+    h, w, c = arch.input_shape
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape != (h, w, c):
+        raise ValueError(f"image must be one HWC image of shape {(h, w, c)} for {arch.name}, got {image.shape}")
+    if not np.issubdtype(image.dtype, np.floating):
+        raise ValueError(f"image dtype {image.dtype} is not floating point: pass it in the network's input space")
+    for name, v in (("patch", patch), ("stride", stride), ("batch_size", batch_size)):
+        if int(v) != v or v <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if patch > h or patch > w:
+        raise ValueError(f"patch {patch} is larger than the {h}x{w} image")
+    if int(label) != label or not 0 <= label < arch.num_classes:
+        raise ValueError(f"label {label!r} is out of range for {arch.num_classes} classes")
+    maps = [st.name for st in _stages(arch)]
+    if layer not in maps:
+        raise ValueError(f"layer {layer!r} is not a conv or pool layer of {arch.name}; choose one of {maps}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    fill = np.asarray(fill, np.float32)
+    if fill.shape not in ((), (c,)):
+        raise ValueError(f"fill must be a scalar or one value per channel ({c},), got shape {fill.shape}")
+    return image.astype(np.float32), fill
+
+
+def occlusion_maps(arch: models.Arch, params: models.Params, image, label: int, *, patch: int, stride: int,
+                   fill: float | Sequence[float] = 0.0, layer: str = "conv5", method: str = "incremental",
+                   batch_size: int = 64) -> Maps:
+    """Fig. 7's maps for one HWC `image` (network input space) and its true `label`; see `Maps`.
+
+    `fill` is the square's value in input space (0.0 = the mean pixel after mean subtraction, the paper's grey),
+    a scalar or one per channel. `batch_size` positions are evaluated at a time (memory bound).
+    """
+    image, fill = _check(arch, image, label, patch, stride, fill, layer, method, batch_size)
+    models.check_params(arch, params)
+    oy, ox = (grid(n, patch, stride).astype(np.int32) for n in image.shape[:2])
+    iy, ix = (a.ravel() for a in np.meshgrid(np.arange(len(oy)), np.arange(len(ox)), indexing="ij"))
+    batch_size = min(batch_size, len(iy))
+    if method == "brute":
+        logits, feature, channel = _brute(arch, params, image, fill, oy[iy], ox[ix], layer=layer, patch=patch,
+                                          batch_size=batch_size)
+    else:
+        size_y, start_y = _cone(arch, 0, oy, patch)
+        size_x, start_x = _cone(arch, 1, ox, patch)
+        logits, feature, channel = _incremental(
+            arch, params, image, fill, oy[iy], ox[ix], tuple(s[iy] for s in start_y), tuple(s[ix] for s in start_x),
+            layer=layer, patch=patch, sizes=tuple(zip(size_y, size_x)), batch_size=batch_size)
+    probs = np.asarray(jax.nn.softmax(logits, axis=-1))
+    shape = (len(oy), len(ox))
+    return Maps(prob_true=probs[:, label].reshape(shape), top_label=np.argmax(probs, axis=-1).reshape(shape),
+                feature=np.asarray(feature).reshape(shape), channel=int(channel))
+
+
+__all__ = ["Maps", "occlusion_maps", "grid", "METHODS"]
