@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import pathlib
 from typing import Any
+
+from zfjax import report
 
 METRICS_FILE, CURVES_FILE = "metrics.jsonl", "learning_curves.png"
 
@@ -84,9 +85,4 @@ def plot_learning_curves(workdir: str | pathlib.Path) -> pathlib.Path:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    path = workdir / CURVES_FILE
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return report.save_figure(fig, workdir / CURVES_FILE)

@@ -7,7 +7,6 @@ from grain); host ``h`` of ``P`` takes local batches ``h, h + P, ...`` of it, so
 from __future__ import annotations
 
 import math
-import os
 import pathlib
 from typing import Any, Callable, Iterator
 
@@ -16,6 +15,8 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from zfjax import report
 
 Example = dict[str, Any]
 
@@ -110,14 +111,6 @@ def pixel_mean(source: Any, pixels: Callable[[Example], np.ndarray], path: pathl
         count = int(multihost_utils.process_allgather(np.asarray(count)).sum())
     mean = (np.asarray(total) / count).astype(np.float32)
     if jax.process_index() == 0:
-        save_npy_atomic(path, mean)
+        with report.atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, mean)
     return mean
-
-
-def save_npy_atomic(path: pathlib.Path, array: np.ndarray) -> None:
-    """Write `array` to `path` by rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
