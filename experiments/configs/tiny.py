@@ -14,10 +14,10 @@ def get_config():
     c.model_overrides = {"conv1": {"features": 8}, "conv2": {"features": 16}, "conv3": {"features": 16},
                          "conv4": {"features": 16}, "conv5": {"features": 16}, "fc6": {"features": 32},
                          "fc7": {"features": 32}}
-    c.num_epochs = 1
+    c.num_epochs = 2
     c.checkpoint_every_steps = 4
     c.log_every_steps = 4
     c.eval_every_steps = 8
-    c.snapshot_epochs = (1,)
+    c.snapshot_epochs = (1, 2)
     c.num_data_threads = 1
     return c
