@@ -6,6 +6,7 @@ last value written for each (step, name).
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import math
@@ -18,11 +19,10 @@ METRICS_FILE, CURVES_FILE = "metrics.jsonl", "learning_curves.png"
 
 
 def _tensorboard_writer(workdir: pathlib.Path) -> Any:
-    try:
-        from clu import metric_writers
-    except ImportError as e:  # clu's writers need the tensorboard package
-        logging.warning("no TensorBoard event files (%s); metrics go to %s only", e, METRICS_FILE)
+    if importlib.util.find_spec("tensorboard") is None:  # clu's writers need it (checked first: clu imports TF)
+        logging.warning("tensorboard is not installed: no event files, metrics go to %s only", METRICS_FILE)
         return None
+    from clu import metric_writers
     return metric_writers.create_default_writer(str(workdir), asynchronous=False)
 
 

@@ -169,6 +169,9 @@ class NonFiniteLossError(FloatingPointError):
 def _check_config(config: Any, data: Data) -> None:
     if config.dtype not in DTYPES:
         raise ValueError(f"unknown dtype {config.dtype!r}; choose one of {sorted(DTYPES)}")
+    for name in ("batch_size", "eval_batch_size", "log_every_steps", "checkpoint_every_steps", "num_epochs"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be a positive integer, got {getattr(config, name)}")
     for name in ("batch_size", "eval_batch_size"):
         if getattr(config, name) % jax.device_count():
             raise ValueError(f"{name} {getattr(config, name)} must be divisible by the {jax.device_count()} devices")
