@@ -85,14 +85,29 @@ def _cone(arch: models.Arch, axis: int, offsets: np.ndarray, patch: int) -> tupl
     return tuple(sizes), starts
 
 
-def _overlay(region: Array, window: Array, dy: Array, dx: Array) -> Array:
-    """`region` with `window` written at offset (dy, dx); parts of `window` outside `region` are dropped."""
-    lh, lw = window.shape[:2]
-    rh, rw = region.shape[:2]
-    big = jnp.pad(region, ((lh, lh), (lw, lw), (0, 0)))
-    # A clamped start only happens when window and region do not meet, and then it lands in the padding.
-    big = lax.dynamic_update_slice(big, window.astype(region.dtype), (dy + lh, dx + lw, jnp.int32(0)))
-    return big[lh:lh + rh, lw:lw + rw]
+def _overlay(region: Array, window: Array, dy: Array, dxs: Sequence[int]) -> Array:
+    """`region` (B, RH, RW, C) with each `window[b]` (LH, LW, C) written at rows dy + ..., columns dxs[b] + ....
+
+    The row offset is a traced scalar shared by the batch, the column offsets are static; either may be negative or
+    run past the end (the part outside `region` is dropped). Columns move by a constant 0/1 matrix product, rows by
+    one scalar dynamic slice: no gather or scatter, which are slow on CPU under `vmap`, and a small graph.
+    """
+    b, rh, rw, _ = region.shape
+    lh, lw = window.shape[1:3]
+    target = np.arange(rw)[None, :, None] - np.asarray(dxs)[:, None, None]
+    move = (target == np.arange(lw)[None, None, :]).astype(np.float32)  # (B, RW, LW)
+    cols = jnp.einsum("bsk,bjkc->bjsc", move, window.astype(region.dtype), precision=lax.Precision.HIGHEST)
+    # Region row r takes window row r - dy: padded by rh on both sides, that is row r - dy + rh.
+    tall = jnp.pad(cols, ((0, 0), (rh, rh), (0, 0), (0, 0)))
+    placed = lax.dynamic_slice_in_dim(tall, rh - dy, rh, axis=1)
+    rows = jnp.arange(rh)[None, :, None, None] - dy
+    keep = move.any(axis=2)[:, None, :, None]
+    return jnp.where((rows >= 0) & (rows < lh) & keep, placed, region)
+
+
+def _columns(band: Array, starts: Sequence[int], width: int) -> Array:
+    """Stack the static column slices band[:, s:s + width] -> (len(starts), rows, width, C)."""
+    return jnp.stack([band[:, s:s + width] for s in starts])
 
 
 def _canvas(stage: _Stage, x: Array, n_out: tuple[int, int]) -> Array:
@@ -128,38 +143,65 @@ def _channel_sum(act: Array) -> Array:
     return jnp.sum(act, axis=tuple(range(act.ndim - 1)))
 
 
-@functools.partial(jax.jit, static_argnames=("arch", "layer", "patch", "sizes", "batch_size"))
-def _incremental(arch: models.Arch, params: models.Params, image: Array, fill: Array, ys: Array, xs: Array,
-                 win_ys: tuple[Array, ...], win_xs: tuple[Array, ...], *, layer: str, patch: int,
-                 sizes: tuple[tuple[int, int], ...], batch_size: int) -> tuple[Array, Array, Array]:
-    """Logits (P, classes), feature totals (P,) and the channel, recomputing only each square's cone.
+class _Cache(NamedTuple):
+    """The unoccluded forward as the incremental path reads it."""
+    canvases: tuple[Array, ...]  # each stage's input map, padded as the stage pads it
+    feature_map: Array  # (H, W, 1): the chosen channel of `layer`
+    last: Array  # the last conv stage's output map
+    channel: Array
 
-    `ys`, `xs` (P,) are the square's offsets; `win_ys[i]`, `win_xs[i]` (P,) the window starts of stage i.
-    """
+
+@functools.partial(jax.jit, static_argnames=("arch", "layer"))
+def _prepare(arch: models.Arch, params: models.Params, image: Array, *, layer: str) -> _Cache:
+    """Run the unoccluded image once. A separate jit, so that the padded canvases exist as buffers."""
     stages = _stages(arch)
     shapes = arch.shapes()
     full = models.apply(arch, params, image[None])
     channel = jnp.argmax(_channel_sum(full.acts[layer]))
-    canvases = [_canvas(st, image if st.source is None else full.acts[st.source][0], shapes[st.name][:2])
-                for st in stages]
-    square = jnp.broadcast_to(fill, (patch, patch, image.shape[2]))
+    canvases = tuple(_canvas(st, image if st.source is None else full.acts[st.source][0], shapes[st.name][:2])
+                     for st in stages)
     feature_map = lax.dynamic_index_in_dim(full.acts[layer][0], channel, axis=2)
+    return _Cache(canvases, feature_map, full.acts[stages[-1].name][0], channel)
 
-    def one(pos):
-        window, wy, wx, starts_y, starts_x = square, *pos
-        feature = None
-        for st, (lh, lw), sy, sx, canvas in zip(stages, sizes, starts_y, starts_x, canvases):
+
+@functools.partial(jax.jit, static_argnames=("arch", "layer", "patch", "sizes", "cols", "batch_size"))
+def _incremental(arch: models.Arch, params: models.Params, cache: _Cache, fill: Array, ys: Array,
+                 win_ys: tuple[Array, ...], *, layer: str, patch: int, sizes: tuple[tuple[int, int], ...],
+                 cols: tuple[tuple[int, ...], ...], batch_size: int) -> tuple[Array, Array]:
+    """Logits (rows, cols, classes) and feature totals (rows, cols), recomputing only each square's cone.
+
+    One grid row at a time (`ys` (rows,) the square's row offsets, `win_ys[i]` (rows,) stage i's window rows), its
+    positions in static column chunks of `batch_size`: `cols[0]` are the square's column offsets, `cols[i + 1]`
+    stage i's window columns.
+    """
+    stages = _stages(arch)
+    channels = cache.canvases[0].shape[2]
+
+    def chunk(y, starts_y, idx):
+        window = jnp.broadcast_to(fill, (len(idx), patch, patch, channels))
+        wy, wxs, feature = y, [cols[0][j] for j in idx], None
+        for st, (lh, lw), sy, sxs, canvas in zip(stages, sizes, starts_y, cols[1:], cache.canvases):
             rh, rw = (lh - 1) * st.stride + st.kernel, (lw - 1) * st.stride + st.kernel
-            region = lax.dynamic_slice(canvas, (sy * st.stride, sx * st.stride, 0), (rh, rw, canvas.shape[2]))
-            region = _overlay(region, window, wy + st.pad - sy * st.stride, wx + st.pad - sx * st.stride)
-            window, wy, wx = _step(arch, params, st, region), sy, sx
+            sxs = [sxs[j] for j in idx]
+            band = lax.dynamic_slice_in_dim(canvas, sy * st.stride, rh, axis=0)
+            region = _overlay(_columns(band, [sx * st.stride for sx in sxs], rw), window,
+                              wy + st.pad - sy * st.stride, [wx + st.pad - sx * st.stride
+                                                             for wx, sx in zip(wxs, sxs)])
+            window, wy, wxs = jax.vmap(functools.partial(_step, arch, params, st))(region), sy, sxs
             if st.name == layer:
-                feature = jnp.sum(_overlay(feature_map, lax.dynamic_index_in_dim(window, channel, axis=2), wy, wx))
-        last = _overlay(full.acts[stages[-1].name][0], window, wy, wx)
-        return _head(arch, params, last[None])[0], feature
+                new = lax.dynamic_index_in_dim(window, cache.channel, axis=3)
+                feature = jnp.sum(_overlay(jnp.broadcast_to(cache.feature_map, (len(idx), *cache.feature_map.shape)),
+                                           new, wy, wxs), axis=(1, 2, 3))
+        last = _overlay(jnp.broadcast_to(cache.last, (len(idx), *cache.last.shape)), window, wy, wxs)
+        return _head(arch, params, last), feature
 
-    logits, feature = lax.map(one, (ys, xs, win_ys, win_xs), batch_size=batch_size)
-    return logits, feature, channel
+    def row(xs):
+        y, starts_y = xs
+        parts = [chunk(y, starts_y, range(i, min(i + batch_size, len(cols[0]))))
+                 for i in range(0, len(cols[0]), batch_size)]
+        return tuple(jnp.concatenate(p) for p in zip(*parts))
+
+    return lax.map(row, (ys, win_ys))
 
 
 @functools.partial(jax.jit, static_argnames=("arch", "layer", "patch", "batch_size"))
@@ -225,9 +267,12 @@ def occlusion_maps(arch: models.Arch, params: models.Params, image, label: int, 
     else:
         size_y, start_y = _cone(arch, 0, oy, patch)
         size_x, start_x = _cone(arch, 1, ox, patch)
-        logits, feature, channel = _incremental(
-            arch, params, image, fill, oy[iy], ox[ix], tuple(s[iy] for s in start_y), tuple(s[ix] for s in start_x),
-            layer=layer, patch=patch, sizes=tuple(zip(size_y, size_x)), batch_size=batch_size)
+        cache = _prepare(arch, params, image, layer=layer)
+        cols = tuple(tuple(int(v) for v in a) for a in [ox, *start_x])
+        logits, feature = _incremental(arch, params, cache, fill, oy, tuple(start_y), layer=layer, patch=patch,
+                                       sizes=tuple(zip(size_y, size_x)), cols=cols, batch_size=batch_size)
+        logits, feature = logits.reshape(-1, logits.shape[-1]), feature.reshape(-1)
+        channel = cache.channel
     probs = np.asarray(jax.nn.softmax(logits, axis=-1))
     shape = (len(oy), len(ox))
     return Maps(prob_true=probs[:, label].reshape(shape), top_label=np.argmax(probs, axis=-1).reshape(shape),
