@@ -1,4 +1,5 @@
-"""A seconds-long Fashion-MNIST run for tests and smoke checks: 512 training and 256 test images, narrow layers.
+"""A seconds-long Fashion-MNIST run for tests and smoke checks: 512 training and 256 test images, narrow layers,
+and the paper's dropout 0.5 and filter radius 0.1 (so tests exercise both).
 
     python -m experiments.train_imagenet --config=experiments/configs/tiny.py --workdir=/tmp/tiny
 """
@@ -14,6 +15,8 @@ def get_config():
     c.model_overrides = {"conv1": {"features": 8}, "conv2": {"features": 16}, "conv3": {"features": 16},
                          "conv4": {"features": 16}, "conv5": {"features": 16}, "fc6": {"features": 32},
                          "fc7": {"features": 32}}
+    c.dropout = 0.5
+    c.radius = 0.1
     c.num_epochs = 2
     c.checkpoint_every_steps = 4
     c.log_every_steps = 4
