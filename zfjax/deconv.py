@@ -62,7 +62,15 @@ def lcn_skipped_backward(x: Array, size: int = 5, k: float = 2.0, alpha: float =
     return layers.lcn(x, size, k, alpha, beta)
 
 
-lcn_skipped_backward.defvjp(lambda x, *hp: (layers.lcn(x, *hp), None), lambda *args: (args[-1],))
+def _lcn_fwd(x, size, k, alpha, beta):
+    return layers.lcn(x, size, k, alpha, beta), None
+
+
+def _lcn_identity_bwd(size, k, alpha, beta, _, g):
+    return (g,)
+
+
+lcn_skipped_backward.defvjp(_lcn_fwd, _lcn_identity_bwd)
 
 _RELUS = {"deconvnet": rectified_relu, "guided": guided_relu, "saliency": jax.nn.relu}
 _LCNS = {"identity": lcn_skipped_backward, "gradient": layers.lcn}
@@ -112,18 +120,22 @@ def _check_unit(layer: str, shape: tuple[int, ...], channel, position) -> None:
             raise ValueError(f"position {pos.tolist()} is outside the {h}x{w} map of {layer}")
 
 
-class _Unit(NamedTuple):
-    projection: Array  # like x
-    value: Array  # (N,)
-    position: Array  # (N, 2) int32
+class Projections(NamedTuple):
+    """Projected units (leading axis: one per unit; in `project_many`, per chosen channel of the image)."""
+    projections: Array  # (U, H, W, C_in): each unit projected to pixels
+    values: Array  # (U,): its activation (0 means the projection is all zeros)
+    positions: Array  # (U, 2) int32: its (h, w) in the layer's map
 
 
-def _project_unit(arch, params, x, layer, channel, position, rule, lcn_rule) -> _Unit:
-    """Forward to `layer` once (`jax.vjp`), seed the chosen unit of each image with its value, pull it back."""
+def _forward(arch, params, x, layer, rule, lcn_rule):
+    """`(acts[layer], pullback)`: the forward pass stopped at `layer`, run with the Ops of the backward rule."""
     _check_layer(arch, layer)
     ops = backward_ops(rule, lcn_rule)
-    acts, pullback = jax.vjp(lambda x: models.apply(arch, params, x, upto=layer, ops=ops).acts[layer], x)
-    _check_unit(layer, acts.shape, channel, position)
+    return jax.vjp(lambda x: models.apply(arch, params, x, upto=layer, ops=ops).acts[layer], x)
+
+
+def _pull_unit(acts: Array, pullback, channel, position) -> Projections:
+    """Seed the chosen unit of each image with its value (all else zero) and pull it back to pixels."""
     n, _, w, _ = acts.shape
     fmap = jnp.take(acts, channel, axis=3)  # (N, H, W); works for a traced channel
     if position is None:
@@ -133,9 +145,8 @@ def _project_unit(arch, params, x, layer, channel, position, rule, lcn_rule) -> 
         rows, cols = jnp.broadcast_to(jnp.asarray(position, jnp.int32), (n, 2)).T
     images = jnp.arange(n)
     value = fmap[images, rows, cols]
-    seed = jnp.zeros_like(acts).at[images, rows, cols, channel].set(value)
-    (projection,) = pullback(seed)
-    return _Unit(projection, value, jnp.stack([rows, cols], axis=1).astype(jnp.int32))
+    (projection,) = pullback(jnp.zeros_like(acts).at[images, rows, cols, channel].set(value))
+    return Projections(projection, value, jnp.stack([rows, cols], axis=1).astype(jnp.int32))
 
 
 def project(arch: models.Arch, params: models.Params, x: Array, layer: str, channel, *, position=None,
@@ -146,31 +157,18 @@ def project(arch: models.Arch, params: models.Params, x: Array, layer: str, chan
     `channel` and `position` may be traced (jit with `arch`, `layer`, `rule`, `lcn_rule` static; vmap over them with
     `x` unbatched shares the forward pass). A unit whose activation is zero projects to zeros.
     """
-    return _project_unit(arch, params, x, layer, channel, position, rule, lcn_rule).projection
-
-
-class Projections(NamedTuple):
-    """What `project_many` returns for C chosen channels of one image."""
-    projections: Array  # (C, H, W, C_in): each channel's strongest unit projected to pixels
-    values: Array  # (C,): that unit's activation (0 means the projection is all zeros)
-    positions: Array  # (C, 2) int32: its (h, w) in the layer's map
+    acts, pullback = _forward(arch, params, x, layer, rule, lcn_rule)
+    _check_unit(layer, acts.shape, channel, position)
+    return _pull_unit(acts, pullback, channel, position).projections
 
 
 @functools.partial(jax.jit, static_argnames=("arch", "layer", "chunk", "rule", "lcn_rule"))
 def _project_channels(arch, params, image, layer, channels, chunk, rule, lcn_rule) -> Projections:
     """One forward pass of `image`, then the channels' projections in vmapped chunks of `chunk` (bounds memory)."""
-    _check_layer(arch, layer)
-    ops = backward_ops(rule, lcn_rule)
-    acts, pullback = jax.vjp(lambda x: models.apply(arch, params, x, upto=layer, ops=ops).acts[layer], image[None])
-    w = acts.shape[2]
+    acts, pullback = _forward(arch, params, image[None], layer, rule, lcn_rule)
 
     def one(channel):
-        fmap = jnp.take(acts[0], channel, axis=2)
-        flat = jnp.argmax(fmap.reshape(-1))
-        row, col = flat // w, flat % w
-        value = fmap[row, col]
-        (projection,) = pullback(jnp.zeros_like(acts).at[0, row, col, channel].set(value))
-        return Projections(projection[0], value, jnp.stack([row, col]).astype(jnp.int32))
+        return Projections(*(leaf[0] for leaf in _pull_unit(acts, pullback, channel, None)))
 
     return lax.map(one, channels, batch_size=chunk)
 
@@ -233,10 +231,10 @@ def conv_transpose(g: Array, w: Array, stride: int, padding: int, in_hw: tuple[i
 
 def lcn_gradient(g: Array, x: Array, size: int, k: float, alpha: float, beta: float) -> Array:
     """Backward through y_i = x_i * s_i^-beta, s_i = k + alpha * sum_{j in window(i)} x_j^2 (written out by hand)."""
-    c, half = x.shape[-1], size // 2
+    half = size // 2
     s = k + alpha * _window_sum(x * x, half, size - 1 - half)
     inner = _window_sum(g * x * s ** (-beta - 1), size - 1 - half, half)  # sum over the i whose window holds j
-    return g * s ** -beta - 2 * alpha * beta * x * inner[..., :c]
+    return g * s ** -beta - 2 * alpha * beta * x * inner
 
 
 def _window_sum(v: Array, before: int, after: int) -> Array:
