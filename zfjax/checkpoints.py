@@ -22,7 +22,8 @@ CORRUPT_ERRORS = (ValueError, FileNotFoundError, OSError, KeyError, TypeError)
 
 def _manager(directory: pathlib.Path, max_to_keep: int | None = None, read_only: bool = False) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only, read_only=read_only)
-    return ocp.CheckpointManager(directory.absolute(), options=options)
+    handlers = {item: ocp.StandardCheckpointHandler() for item in ("state", "params")} if read_only else None
+    return ocp.CheckpointManager(directory.absolute(), options=options, item_handlers=handlers)
 
 
 class Checkpoints:
@@ -69,7 +70,11 @@ class Checkpoints:
 
 
 def _restore_params(mngr: ocp.CheckpointManager, step: int, item: str) -> Any:
-    out = mngr.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore()}))[item]
+    """The params of `item` at `step` on this process's first device, whatever topology wrote them."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          mngr.item_metadata(step)[item])
+    out = mngr.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(target)}))[item]
     return out["params"] if item == "state" else out
 
 
