@@ -194,3 +194,20 @@ def test_imagenet_config_on_mock_data_with_ten_crop_eval(tmp_path):
     np.testing.assert_allclose(series["eval_top1"][2], np.mean(hits))
     np.testing.assert_allclose(series["eval_loss"][2], np.mean(nll), rtol=1e-4)
     assert np.isfinite(series["train_loss"][2]) and views[0]["image"].shape == (10, 64, 64, 3)
+
+
+def test_paper_configs_build_the_paper_networks():
+    from experiments.configs import ablation, alexnet, zfnet, zfnet_b
+    from zfjax.data import Data
+    imagenet = Data("imagenet2012", None, None, 1000, (224, 224, 3), 10, None, None)
+    zf = train.build_arch(zfnet.get_config(), imagenet)
+    assert models.count_params(zf) == 62_357_608  # PAPER.md section 1
+    assert all(f.dropout == 0.5 for f in zf.fcs) and zf.init == "paper" and zf.init_scale == 0.01
+    assert train.build_arch(alexnet.get_config(), imagenet).conv("conv1").kernel == 11
+    assert train.build_arch(zfnet_b.get_config(), imagenet).conv("conv4").features == 1024
+    cut = train.build_arch(ablation.get_config("alexnet,no_conv34_fc67"), imagenet)
+    assert cut.layer_names == ("conv1", "pool1", "conv2", "pool2", "conv5", "pool5", "fc8")
+    for variant in ablation.VARIANTS:
+        train.build_arch(ablation.get_config(f"zfnet,{variant}"), imagenet)
+    with pytest.raises(ValueError, match="no_such"):
+        ablation.get_config("zfnet,no_such")

@@ -1,4 +1,7 @@
 """Every training field with the paper's values (PAPER.md section 2); the other configs start from this one.
+It is the ZFNet ImageNet run (same as zfnet.py):
+
+    python -m experiments.train_imagenet --config=experiments/configs/default.py --workdir=runs/zfnet
 
 Fields: data (``dataset``, ``data_dir``, ``resize_size``/``image_size`` = the 256 center crop and the 224 training
 crop, ``pixel_scale``, ``train_subset``/``eval_subset`` (0 = all)), model (``model``, ``remove``,
