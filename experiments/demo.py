@@ -60,8 +60,8 @@ def main(argv: list[str]) -> None:
         report.Figure(f"train/{metrics.CURVES_FILE}", "Learning curves",
                       "Training loss (left) and top-1 error on the 10,000 test images (right) against SGD steps."),
         report.Figure("conv1_filters.png", "First-layer filters",
-                      "The learned 5x5 conv1 filters (each scaled to its own range): oriented edge and blob "
-                      "detectors emerge, as in Fig. 2 layer 1 of the paper."),
+                      "The 32 learned 5x5 conv1 filters, each scaled to its own range (white = largest weight). "
+                      "After one epoch they are still noisy; compare Fig. 2 (layer 1) of the paper."),
     ], intro=f"Trained for {step} steps (batch {config.batch_size}); test top-1 accuracy {100 * top1:.2f}%.")
 
 
