@@ -43,7 +43,8 @@ def children(tmp_path_factory):
     """Start the subprocess runs at once (they overlap): one to be SIGKILLed mid-run, one on 8 CPU devices."""
     root = tmp_path_factory.mktemp("children")
     flags = os.environ.get("XLA_FLAGS", "")
-    eight = subprocess.Popen(_command(root / "eight", "--config.max_steps=16"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    log = open(root / "eight.log", "wb")  # a file, not a pipe: orbax logs a lot and a full pipe would block
+    eight = subprocess.Popen(_command(root / "eight", "--config.max_steps=16"), cwd=ROOT, stdout=log, stderr=log,
                              env=subprocess_env(XLA_FLAGS=f"{flags} --xla_force_host_platform_device_count=8"))
     killed = subprocess.Popen(_command(root / "resumed"), cwd=ROOT, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, env=subprocess_env())
@@ -51,6 +52,7 @@ def children(tmp_path_factory):
     for p in (killed, eight):
         if p.poll() is None:
             p.kill()
+    log.close()
 
 
 def test_tiny_run_writes_metrics_checkpoints_snapshots_and_curves(straight):
@@ -155,8 +157,8 @@ def test_sigkill_mid_run_then_restart_ends_bit_identical(straight, children):
 @pytest.mark.slow
 def test_eight_cpu_devices_give_the_one_device_losses(straight, children):
     root, _, eight = children
-    _, err = eight.communicate(timeout=300)
-    assert eight.returncode == 0, err.decode()[-3000:]
+    eight.wait(timeout=300)
+    assert eight.returncode == 0, (root / "eight.log").read_text()[-3000:]
     one = metrics.read(straight[0] / "metrics.jsonl")
     many = metrics.read(root / "eight" / "metrics.jsonl")
     for name in ("train_loss", "eval_loss", "eval_top1"):  # the first epoch (max_steps=16): rounding has not grown

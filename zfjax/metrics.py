@@ -72,7 +72,8 @@ def plot_learning_curves(workdir: str | pathlib.Path) -> pathlib.Path:
     fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 3.8))
     for name, label in (("train_loss", "train"), ("eval_loss", "eval (crop-averaged)")):
         if name in series:
-            ax_loss.plot(list(series[name]), list(series[name].values()), label=label, marker="." if "eval" in name else None)
+            ax_loss.plot(list(series[name]), list(series[name].values()), label=label,
+                         marker="." if "eval" in name else None)
     for name, label in (("train_accuracy", "train top-1"), ("eval_top1", "eval top-1"), ("eval_top5", "eval top-5")):
         if name in series:
             err = [100 * (1 - v) for v in series[name].values()]

@@ -255,7 +255,8 @@ def _loop(config, data, arch, mesh, state, train_iter, train_fn, eval_fn, ckpts,
         m = {k: float(v) for k, v in jax.device_get(m).items()}
         if not math.isfinite(m["loss"]):
             raise NonFiniteLossError(
-                f"training loss is {m['loss']} at step {step}; stopped without saving. The last good checkpoint in {ckpts.steps.directory} "
+                f"training loss is {m['loss']} at step {step}; stopped without saving. The last good checkpoint in "
+                f"{ckpts.steps.directory} "
                 f"(step {ckpts.steps.latest_step()}) is kept; lower learning_rate or check the data.")
         window.append(m)
         bar.update(1)
