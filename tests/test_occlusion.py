@@ -7,22 +7,32 @@ from zfjax import models, occlusion
 
 # (arch name, overrides, layer, patch, stride, fill): borders touched, strides that do not divide the image,
 # ceil-mode pools with partial windows, LCN layers, non-square input, per-channel fill.
+_SMALL_FC = {"fc6": {"features": 64}, "fc7": {"features": 64}}  # the property does not need 4096-wide fc layers
 CASES = {
     "small_every_pixel": ("small", {}, "conv5", 1, 1, 0.0),
     "small_pool2_lcn": ("small", {}, "pool2", 8, 4, 1.5),
-    "zfnet64": ("zfnet", dict(input_shape=(64, 64, 3), num_classes=10, init="fan_in"), "conv5", 13, 5, -0.7),
-    "alexnet_nonsquare": ("alexnet", dict(input_shape=(67, 71, 3), num_classes=7, init="fan_in"), "conv3", 9, 7,
-                          (0.5, -1.0, 2.0)),
+    "zfnet64": ("zfnet", dict(input_shape=(64, 64, 3), num_classes=10, init="fan_in", **_SMALL_FC), "conv5", 13, 5,
+                -0.7),
+    "alexnet_nonsquare": ("alexnet", dict(input_shape=(67, 71, 3), num_classes=7, init="fan_in", **_SMALL_FC),
+                          "conv3", 9, 7, (0.5, -1.0, 2.0)),
 }
+
+
+def _random_params(arch: models.Arch, rng: np.random.Generator) -> models.Params:
+    """He-normal weights and nonzero biases (so that windows must get the bias right), drawn by numpy: no compile."""
+    return {name: {"w": (rng.standard_normal(s["w"]) * np.sqrt(2.0 / np.prod(s["w"][:-1]))).astype(np.float32),
+                   "b": (0.1 * rng.standard_normal(s["b"])).astype(np.float32)}
+            for name, s in models.param_shapes(arch).items()}
 
 
 @pytest.fixture(scope="module")
 def nets():
     out = {}
-    for name, kw in {(c[0], tuple(sorted(c[1].items()))) for c in CASES.values()}:
-        arch = models.get(name, **dict(kw))
-        params = models.init(arch, jax.random.key(0))
-        image = np.asarray(jax.random.normal(jax.random.key(1), arch.input_shape), np.float32)
+    for name, kw, *_ in CASES.values():
+        arch = models.get(name, **kw)
+        rng = np.random.default_rng(0)
+        params = _random_params(arch, rng)
+        image = rng.standard_normal(arch.input_shape).astype(np.float32)
         out[name] = (arch, params, image)
     return out
 
@@ -102,7 +112,9 @@ def test_cone_windows_cover_every_changed_unit(nets):
         occluded[oy[i]:oy[i] + patch, ox[j]:ox[j] + patch] = 50.0
         acts = _forward(arch, params, occluded[None]).acts
         for k, name in enumerate(names):
-            changed_y, changed_x = np.nonzero(np.any(np.asarray(acts[name] != clean[name])[0], axis=-1))
+            diff = np.abs(np.asarray(acts[name]) - np.asarray(clean[name]))[0]
+            # Exactly equal on CPU; GPU convolutions may differ in the last bits away from the square.
+            changed_y, changed_x = np.nonzero(np.any(diff > 1e-5 * diff.max(), axis=-1))
             assert changed_y.size > 0, name
             assert start_y[k][i] <= changed_y.min() and changed_y.max() < start_y[k][i] + size_y[k], name
             assert start_x[k][j] <= changed_x.min() and changed_x.max() < start_x[k][j] + size_x[k], name

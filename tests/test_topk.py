@@ -11,7 +11,7 @@ N_IMAGES, BATCH = 45, 8  # 6 batches, the last one of 5
 @pytest.fixture(scope="module")
 def net():
     arch = models.get("small")
-    params = models.init(arch, jax.random.key(0))
+    params = jax.jit(models.init, static_argnums=0)(arch, jax.random.key(0))
     # conv5 channel 0 is dead: every image ties at value 0, position (0, 0).
     params["conv5"] = {**params["conv5"], "b": params["conv5"]["b"].at[0].set(-1e4)}
     images = np.array(jax.random.normal(jax.random.key(1), (N_IMAGES, *arch.input_shape)), np.float32)
@@ -39,8 +39,10 @@ def _stream(images, indices, batch):
 
 
 def _assert_equal(got: topk.TopK, want: topk.TopK):
-    for name, g, w in zip(topk.TopK._fields, got, want):
-        np.testing.assert_array_equal(g, w, err_msg=name)
+    """Same images and positions in the same order; values equal up to float rounding of other batch sizes."""
+    np.testing.assert_allclose(got.values, want.values, rtol=1e-5, atol=1e-6)
+    for name in ("image", "h", "w"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
 
 
 @pytest.mark.parametrize("layer", ["conv5", "pool1"])

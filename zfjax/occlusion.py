@@ -7,9 +7,12 @@ feature map of a layer. Two paths compute the same numbers:
 - ``method="brute"``: every occluded image goes through `zfjax.models.apply`, in batches of positions.
 - ``method="incremental"`` (default): the square only changes activations inside its receptive-field cone. The
   unoccluded forward runs once; for each position only a fixed-size window per layer is recomputed from the cached
-  maps (`lax.dynamic_slice`, the previous layer's new window written over it), then the last map is patched and the
-  fc layers finish. Windows are sized from the exact interval arithmetic of each conv (zero padding, stride) and pool
-  (ceil-mode partial windows), so edges are exact; LCN works per pixel across maps, so it needs no margin.
+  maps (the previous layer's new window written over them), then the last map is patched and the fc layers finish.
+  One grid row of positions is a batch (`lax.map` over rows): its rows share a traced offset, its columns are
+  static, so windows move by slices and constant 0/1 matrix products instead of vmapped gathers and scatters, which
+  XLA:CPU runs element by element. Windows are sized from the exact interval arithmetic of each conv (zero
+  padding, stride) and pool (ceil-mode partial windows), so edges are exact; LCN works per pixel across maps, so it
+  needs no margin.
 """
 from __future__ import annotations
 
@@ -254,7 +257,8 @@ def occlusion_maps(arch: models.Arch, params: models.Params, image, label: int, 
     """Fig. 7's maps for one HWC `image` (network input space) and its true `label`; see `Maps`.
 
     `fill` is the square's value in input space (0.0 = the mean pixel after mean subtraction, the paper's grey),
-    a scalar or one per channel. `batch_size` positions are evaluated at a time (memory bound).
+    a scalar or one per channel. `batch_size` bounds the positions evaluated at once (memory): brute force runs
+    batches of that many occluded images, the incremental path one grid row at a time in column chunks of that size.
     """
     image, fill = _check(arch, image, label, patch, stride, fill, layer, method, batch_size)
     models.check_params(arch, params)
