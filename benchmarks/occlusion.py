@@ -4,7 +4,8 @@ Both evaluate p(true class) with a grey (0.0) square at every grid position: 1 +
 returns per-pixel attributions (mean over the squares covering a pixel of p(unoccluded) - p(occluded)); the same
 quantity is computed from zfjax's map to check agreement. zfjax also computes the top label and conv5 feature maps.
 
-Usage: ``python -m benchmarks.occlusion [--patch 48] [--stride 16] [--rounds 5] [--per-eval 48]``.
+Usage: ``python -m benchmarks.occlusion [--patch 48] [--stride 16] [--rounds 5] [--per-eval 48] [--size 224]``
+(``--size 64 --patch 16 --stride 8 --rounds 1`` is a quick smoke run).
 The last line printed is the JSON report (see `benchmarks.common.report`).
 """
 from __future__ import annotations
@@ -32,11 +33,11 @@ def attribution_from_map(p0: float, prob_true: np.ndarray, shape: tuple[int, int
     return np.where(count > 0, total / np.maximum(count, 1), 0.0)
 
 
-def bench(patch: int, stride: int, rounds: int, per_eval: int) -> dict:
-    """One Fig. 7 map of one random 224x224 image."""
+def bench(patch: int, stride: int, rounds: int, per_eval: int, size: int = 224) -> dict:
+    """One Fig. 7 map of one random size x size image."""
     torch = common.setup_torch()
     from captum.attr import Occlusion
-    arch = models.get("zfnet", init="fan_in")
+    arch = models.get("zfnet", init="fan_in", input_shape=(size, size, 3))
     params = models.init(arch, jax.random.key(0))
     image = np.asarray(jax.random.uniform(jax.random.key(1), arch.input_shape, minval=-1.0, maxval=1.0), np.float32)
     net = common.torch_net(arch, params)
@@ -59,7 +60,7 @@ def bench(patch: int, stride: int, rounds: int, per_eval: int) -> dict:
     err = common.max_rel_err(attribution_from_map(p0, maps.prob_true, image.shape[:2], patch, stride), reference())
     a, b = common.abab(ours, reference, rounds)
     positions = maps.prob_true.size
-    return common.report(f"occlusion_zfnet224_patch{patch}_stride{stride}", a, b, err <= 1e-3, compile_s=compile_s,
+    return common.report(f"occlusion_zfnet{size}_patch{patch}_stride{stride}", a, b, err <= 1e-3, compile_s=compile_s,
                          err=err, positions=positions, per_eval=per_eval)
 
 
@@ -69,8 +70,9 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5, help="ABAB rounds (>= 5 for a reported number)")
     parser.add_argument("--per-eval", type=int, default=48, help="Captum's perturbations_per_eval")
+    parser.add_argument("--size", type=int, default=224, help="image side (224 for reported numbers)")
     args = parser.parse_args()
-    bench(args.patch, args.stride, args.rounds, args.per_eval)
+    bench(args.patch, args.stride, args.rounds, args.per_eval, args.size)
 
 
 if __name__ == "__main__":
