@@ -1,4 +1,4 @@
-"""zfjax.deconv: projections agree with Captum (torch), with the paper-style reference path, and compose with jit/vmap."""
+"""zfjax.deconv: projections agree with Captum (torch) and with the paper-style reference path; jit/vmap compose."""
 from __future__ import annotations
 
 import itertools
@@ -31,7 +31,8 @@ def rel_err(a, b) -> float:
 def with_random_biases(params: models.Params, key, scale: float = 0.05) -> models.Params:
     """Non-zero biases: they shape the forward pass but must not enter the backward one."""
     keys = jax.random.split(key, len(params))
-    return {n: {"w": p["w"], "b": scale * jax.random.normal(k, p["b"].shape)} for k, (n, p) in zip(keys, params.items())}
+    return {n: {"w": p["w"], "b": scale * jax.random.normal(k, p["b"].shape)}
+            for k, (n, p) in zip(keys, params.items())}
 
 
 # ---------------------------------------------------------------------------------------------------------------

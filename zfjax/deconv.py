@@ -182,7 +182,8 @@ def project_many(arch: models.Arch, params: models.Params, image: Array, layer: 
     _check_layer(arch, layer)
     backward_ops(rule, lcn_rule)
     if np.ndim(image) != 3:
-        raise ValueError(f"project_many takes one image (H, W, C), got shape {np.shape(image)}; use project for batches")
+        raise ValueError(f"project_many takes one image (H, W, C), got shape {np.shape(image)}; "
+                         "use project for batches")
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     num = jax.eval_shape(lambda x: models.apply(arch, params, x, upto=layer).acts[layer], image[None]).shape[3]
@@ -209,7 +210,7 @@ def unpool(g: Array, switches: Array, in_hw: tuple[int, int]) -> Array:
 
 
 def rectify(g: Array, act: Array, rule: str) -> Array:
-    """Backward through a ReLU whose output was `act`: rectify (deconvnet), rectify and mask (guided), mask (saliency)."""
+    """Backward through a ReLU whose output was `act`: rectify (deconvnet), rectify+mask (guided), mask (saliency)."""
     if rule == "deconvnet":
         return jnp.maximum(g, 0)
     if rule == "guided":
