@@ -4,20 +4,39 @@ Layout of a workdir: ``checkpoints/<step>/`` holds the train state (params, opti
 iterator's position (``data``, one file per host) and ``meta`` (the XLA_FLAGS in force and the config); steps are
 committed by orbax's atomic rename. ``snapshots/<epoch>/`` holds the parameters at the config's
 ``snapshot_epochs`` (Fig. 4's feature evolution).
+
+Reliability (see `lock`, `preflight`, `Checkpoints.restore`): one run per workdir (an ``fcntl.flock`` on
+``.lock.<process>``, released by the kernel when the process dies, so a killed run never leaves a stale lock);
+unwritable or full workdirs fail before training starts; a truncated or corrupt step is moved aside to
+``checkpoints_unreadable/`` with a warning and the previous step is used; a step written for another network raises
+`ValueError` naming the first mismatching array and both shapes, and is left untouched.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import logging
+import os
 import pathlib
-from typing import Any
+import shutil
+import socket
+import time
+from typing import Any, Iterator
 
 import grain
 import jax
 import orbax.checkpoint as ocp
 
-CHECKPOINTS, SNAPSHOTS = "checkpoints", "snapshots"
-# What a damaged step raises at restore (orbax does not check steps when listing them).
-CORRUPT_ERRORS = (ValueError, FileNotFoundError, OSError, KeyError, TypeError)
+CHECKPOINTS, SNAPSHOTS, UNREADABLE = "checkpoints", "snapshots", "checkpoints_unreadable"
+# What a damaged step raises at restore (orbax does not check steps when listing them). Tensorstore reports a
+# truncated or missing array file as a plain `Exception`, so anything short of BaseException counts.
+CORRUPT_ERRORS = (Exception,)
+PROBE_BYTES = 4 << 20
+
+
+class WorkdirError(OSError):
+    """The workdir cannot hold this run: in use by another run, not writable, or too little free space."""
 
 
 def _manager(directory: pathlib.Path, max_to_keep: int | None = None, read_only: bool = False) -> ocp.CheckpointManager:
@@ -46,27 +65,64 @@ class Checkpoints:
     def restore(self, state: Any, data_iter: grain.DatasetIterator) -> tuple[Any, dict[str, Any]] | None:
         """(state, meta) of the newest readable step, with `data_iter` moved to its position; None if there is none.
 
-        A step that fails to restore (truncated, corrupt) is logged, deleted and the previous one tried.
+        A step that fails to restore (truncated, corrupt) is logged, moved to ``checkpoints_unreadable/`` and the
+        previous one tried. A readable step whose arrays do not fit `state` (another network) raises `ValueError`.
         """
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+        reader = _manager(pathlib.Path(self.steps.directory), read_only=True)
         for step in reversed(self.steps.all_steps()):
+            try:
+                stored = reader.item_metadata(step)["state"]
+            except CORRUPT_ERRORS as e:
+                self._set_aside(step, e)
+                continue
+            check_compatible(stored, target, f"checkpoint step {step} in {self.steps.directory}")
             try:
                 out = self.steps.restore(step, args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(target), data=grain.checkpoint.CheckpointRestore(data_iter),
                     meta=ocp.args.JsonRestore()))
             except CORRUPT_ERRORS as e:
-                logging.warning("checkpoint step %d in %s is unreadable (%s: %s); deleting it and falling back to "
-                                "the previous one", step, self.steps.directory, type(e).__name__, e)
-                self.steps.delete(step)
+                self._set_aside(step, e)
                 continue
             return out["state"], out["meta"]
         return None
+
+    def _set_aside(self, step: int, error: Exception) -> None:
+        """Warn and move an unreadable step out of the way (kept for inspection), so training can redo it."""
+        directory = pathlib.Path(self.steps.directory)
+        aside = directory.parent / UNREADABLE / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+        logging.warning("checkpoint step %d in %s is unreadable (%s: %s); moving it to %s and falling back to the "
+                        "previous one", step, directory, type(error).__name__, str(error)[:500], aside)
+        if jax.process_index() == 0 and (directory / str(step)).exists():
+            aside.parent.mkdir(exist_ok=True)
+            os.replace(directory / str(step), aside)
+        self.steps.reload()
 
     def close(self) -> None:
         """Wait for pending writes and release the managers (call before exit, also on errors)."""
         for m in (self.steps, self.snaps):
             m.wait_until_finished()
             m.close()
+
+
+def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+    """{"params/conv1/w": shape} for every array of a pytree or of orbax's stored tree metadata."""
+    def name(key: Any) -> str:
+        return str(getattr(key, "key", getattr(key, "name", getattr(key, "idx", key))))
+    return {"/".join(name(k) for k in path): tuple(leaf.shape)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def check_compatible(stored: Any, target: Any, what: str) -> None:
+    """ValueError naming the first array whose stored shape differs from `target`'s (a checkpoint of another
+    network or optimizer), or that exists on only one side."""
+    have, want = _shapes(stored), _shapes(target)
+    for key in sorted(set(have) | set(want), key=lambda k: (not k.startswith("params/"), k)):
+        if have.get(key) != want.get(key):
+            there, here = (f"shape {d[key]}" if key in d else "absent" for d in (have, want))
+            raise ValueError(f"{what} does not fit this run (written for another network or optimizer): {key} "
+                             f"has {there} in the checkpoint and {here} in this run. Use a new workdir, or the "
+                             f"config that wrote it.")
 
 
 def _restore_params(mngr: ocp.CheckpointManager, step: int, item: str) -> Any:
@@ -99,3 +155,70 @@ def snapshots(workdir: str | pathlib.Path) -> dict[int, Any]:
         return {}
     mngr = _manager(directory, read_only=True)
     return {epoch: _restore_params(mngr, epoch, "params") for epoch in mngr.all_steps()}
+
+
+def save_params(workdir: str | pathlib.Path, params: Any, meta: dict[str, Any], step: int = 0) -> pathlib.Path:
+    """Write `params` as checkpoint `step` of an empty `workdir`, in the layout `latest` reads (imported weights)."""
+    directory = pathlib.Path(workdir) / CHECKPOINTS
+    mngr = _manager(directory)
+    if mngr.all_steps():
+        steps = mngr.all_steps()
+        mngr.close()
+        raise WorkdirError(errno.EEXIST, f"{directory} already holds checkpoints {steps}: choose an empty workdir")
+    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params}),
+                                            meta=ocp.args.JsonSave(meta)))
+    mngr.wait_until_finished()
+    mngr.close()
+    return directory / str(step)
+
+
+@contextlib.contextmanager
+def lock(workdir: str | pathlib.Path) -> Iterator[pathlib.Path]:
+    """Hold an exclusive ``fcntl.flock`` on ``workdir/.lock.<process index>`` while the body runs.
+
+    A second run on the same workdir gets `WorkdirError` naming the holder (pid, host, start time). The kernel
+    drops the lock when its process exits, however it dies (SIGKILL, OOM, preemption), so a lock file left behind
+    never blocks a restart. One file per process lets the processes of one multi-host run share a workdir.
+    """
+    path = pathlib.Path(workdir) / f".lock.{jax.process_index()}"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown process"
+            raise WorkdirError(errno.EBUSY, f"workdir {workdir} is in use by another run ({holder}); wait for it to "
+                                            f"finish or choose another workdir", str(path)) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                  .encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _dir_bytes(directory: pathlib.Path) -> int:
+    return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file()) if directory.is_dir() else 0
+
+
+def preflight(workdir: str | pathlib.Path, need_bytes: int) -> None:
+    """`WorkdirError` now, before training, if `workdir` cannot take a written-and-synced probe file of 4 MB or has
+    less free space than `need_bytes` minus what its checkpoints and snapshots already use."""
+    workdir = pathlib.Path(workdir)
+    probe = workdir / f".probe.{os.getpid()}"
+    try:
+        with open(probe, "wb") as f:
+            f.write(bytes(PROBE_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise WorkdirError(e.errno, f"cannot write to workdir {workdir} ({e.strerror or e}): make it writable, "
+                                    f"free space, or choose another workdir", str(probe)) from e
+    finally:
+        probe.unlink(missing_ok=True)
+    free = shutil.disk_usage(workdir).free
+    need = need_bytes - _dir_bytes(workdir / CHECKPOINTS) - _dir_bytes(workdir / SNAPSHOTS)
+    if free < need:
+        raise WorkdirError(errno.ENOSPC, f"workdir {workdir} has {free / 2**20:.1f} MiB free, but this run's "
+                                         f"checkpoints and snapshots need {need / 2**20:.1f} MiB more: free space or "
+                                         f"lower keep_checkpoints / snapshot_epochs", str(workdir))

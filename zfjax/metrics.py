@@ -2,7 +2,8 @@
 installed), and the learning-curve figure.
 
 A resumed run appends to ``metrics.jsonl`` and may repeat steps done after its last checkpoint; `read` keeps the
-last value written for each (step, name).
+last value written for each (step, name). Each row is one ``write`` ending in a newline, so a run killed mid-write
+leaves at most one unterminated last line: `read` ignores it and the next `Writer` cuts it off before appending.
 """
 from __future__ import annotations
 
@@ -26,19 +27,33 @@ def _tensorboard_writer(workdir: pathlib.Path) -> Any:
     return metric_writers.create_default_writer(str(workdir), asynchronous=False)
 
 
+def _drop_torn_tail(path: pathlib.Path) -> None:
+    """Cut an unterminated last line (a write interrupted by a kill) so appended rows start on their own line."""
+    if not path.is_file():
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            logging.warning("%s ends in an incomplete row (interrupted write); dropping it", path)
+            f.truncate(data.rfind(b"\n") + 1)
+
+
 class Writer:
     """Scalars per step to ``metrics.jsonl`` and TensorBoard; writes only on host 0."""
 
     def __init__(self, workdir: str | pathlib.Path, enabled: bool = True):
         self.workdir = pathlib.Path(workdir)
         self.enabled = enabled
+        if enabled:
+            _drop_torn_tail(self.workdir / METRICS_FILE)
         self.tb = _tensorboard_writer(self.workdir) if enabled else None
 
     def write(self, step: int, scalars: dict[str, float]) -> None:
         if not self.enabled:
             return
+        row = json.dumps({"step": int(step), **{k: float(v) for k, v in scalars.items()}}) + "\n"
         with open(self.workdir / METRICS_FILE, "a") as f:
-            f.write(json.dumps({"step": int(step), **{k: float(v) for k, v in scalars.items()}}) + "\n")
+            f.write(row)
         if self.tb is not None:
             self.tb.write_scalars(int(step), scalars)
 
@@ -48,10 +63,14 @@ class Writer:
 
 
 def read(path: str | pathlib.Path) -> dict[str, dict[int, float]]:
-    """{name: {step: value}} from a metrics.jsonl; later lines win (a resumed run re-does some steps)."""
+    """{name: {step: value}} from a metrics.jsonl; later lines win (a resumed run re-does some steps); an
+    unterminated last line (interrupted write) is ignored."""
     out: dict[str, dict[int, float]] = {}
     with open(path) as f:
         for line in f:
+            if not line.endswith("\n"):
+                logging.warning("%s: ignoring the incomplete last row %r (interrupted write)", path, line[:80])
+                break
             if not line.strip():
                 continue
             row = json.loads(line)

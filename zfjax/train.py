@@ -33,6 +33,13 @@ from zfjax.data import Data, load as load_data, pipeline
 
 SCHEDULES = ("constant", "step", "plateau")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# Every field a training config has (experiments/configs/default.py documents them); a typo must not pass silently.
+CONFIG_FIELDS = frozenset({
+    "dataset", "data_dir", "resize_size", "image_size", "pixel_scale", "train_subset", "eval_subset",
+    "num_data_threads", "model", "remove", "model_overrides", "init", "init_scale", "dropout", "batch_size",
+    "eval_batch_size", "learning_rate", "momentum", "weight_decay", "lr_schedule", "lr_decay_epochs",
+    "lr_decay_factor", "plateau_factor", "plateau_patience", "radius", "dtype", "num_epochs", "max_steps",
+    "checkpoint_every_steps", "keep_checkpoints", "eval_every_steps", "log_every_steps", "snapshot_epochs", "seed"})
 
 
 class TrainState(struct.PyTreeNode):
@@ -166,6 +173,14 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; the run stops without saving."""
 
 
+def check_config_fields(config: Any) -> None:
+    """ValueError for unknown (e.g. misspelt) or missing config fields, naming them and the accepted ones."""
+    unknown, missing = set(config.keys()) - CONFIG_FIELDS, CONFIG_FIELDS - set(config.keys())
+    if unknown or missing:
+        raise ValueError(f"config has unknown fields {sorted(unknown)} and lacks {sorted(missing)}; the fields are "
+                         f"{sorted(CONFIG_FIELDS)} (see experiments/configs/default.py)")
+
+
 def _check_config(config: Any, data: Data) -> None:
     if config.dtype not in DTYPES:
         raise ValueError(f"unknown dtype {config.dtype!r}; choose one of {sorted(DTYPES)}")
@@ -184,6 +199,14 @@ def _meta(config: Any) -> dict[str, Any]:
             "device_count": jax.device_count()}
 
 
+def _checkpoint_bytes(config: Any, arch: models.Arch, tx: Any) -> int:
+    """Bytes the run's checkpoints and snapshots will hold at most: ``keep_checkpoints`` + 1 train states (a new
+    one is written before the oldest is removed) and one parameter set per snapshot epoch."""
+    state = jax.eval_shape(lambda: create_state(arch, tx, 0))
+    nbytes = lambda tree: sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(tree))  # noqa: E731
+    return (config.keep_checkpoints + 1) * nbytes(state) + len(config.snapshot_epochs) * nbytes(state.params)
+
+
 def _progress(start: int, stop: int) -> Any:
     from tqdm import tqdm
     return tqdm(initial=start, total=stop, unit="step", dynamic_ncols=True, disable=jax.process_index() != 0,
@@ -197,8 +220,22 @@ def train_and_evaluate(config: Any, workdir: str | pathlib.Path) -> TrainState:
     schedule always follows ``num_epochs``). Raises `NonFiniteLossError` naming the step if the loss is not finite;
     the checkpoints already written are kept.
     """
+    check_config_fields(config)
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise checkpoints.WorkdirError(e.errno, f"cannot create workdir {workdir} ({e.strerror or e})",
+                                       str(workdir)) from e
+    with checkpoints.lock(workdir):
+        state = _run(config, workdir)
+    if jax.process_index() == 0 and (workdir / metrics.METRICS_FILE).is_file():
+        metrics.plot_learning_curves(workdir)
+    return state
+
+
+def _run(config: Any, workdir: pathlib.Path) -> TrainState:
+    """`train_and_evaluate` inside the workdir lock: checks, state, resume, loop."""
     data = load_data(config)
     _check_config(config, data)
     arch = build_arch(config, data)
@@ -208,6 +245,7 @@ def train_and_evaluate(config: Any, workdir: str | pathlib.Path) -> TrainState:
     mesh = make_mesh()
     tx = make_optimizer(config, steps_per_epoch)
     schedule = learning_rate_schedule(config, steps_per_epoch)
+    checkpoints.preflight(workdir, _checkpoint_bytes(config, arch, tx))
     state = jax.jit(create_state, static_argnums=(0, 1, 2), out_shardings=NamedSharding(mesh, PartitionSpec()))(
         arch, tx, config.seed)
     train_iter = pipeline.train_iterator(data.train, data.train_transform, global_batch=config.batch_size,
@@ -229,8 +267,6 @@ def train_and_evaluate(config: Any, workdir: str | pathlib.Path) -> TrainState:
     finally:
         ckpts.close()
         writer.close()
-    if jax.process_index() == 0 and (workdir / metrics.METRICS_FILE).is_file():
-        metrics.plot_learning_curves(workdir)
     return state
 
 
