@@ -1,0 +1,67 @@
+"""Fig. 2: for chosen feature maps of layers 1-5, the 9 strongest activations over the whole evaluation split,
+each projected to pixels (deconvnet) beside the image patch its unit sees; layer 1's filters as well.
+
+    python -m experiments.top9 --config=experiments/configs/top9.py --workdir=runs/top9 --config.checkpoint=runs/fmnist
+
+Writes ``top9_<layer>.png`` per layer, ``conv1_filters.png``, ``results.json`` (maps, values, images, positions)
+and ``index.html``. See the config's docstring for the fields.
+"""
+from __future__ import annotations
+
+import zfjax  # noqa: F401  (first: sets fast XLA:CPU flags before JAX starts)
+
+import pathlib
+from typing import Any
+
+import numpy as np
+from absl import logging
+
+from experiments import visual
+from zfjax import report, topk, visualize, viz
+
+
+def layer_figure(net: visual.Net, config: Any, source: Any, layer: str, workdir: pathlib.Path) -> tuple[
+        report.Figure, dict]:
+    """Scan `source` for `layer`'s top k, project those of the chosen maps, save the figure; (figure, results)."""
+    logging.info("top-%d scan of %s over %d images", config.k, layer, len(source))
+    top = topk.scan(net.arch, net.params, visual.batches(net, source, config.batch_size, config.num_threads),
+                    layer=layer, k=config.k)
+    maps = visual.pick_maps(top.values[:, 0], config.maps_per_layer, config.seed)
+    tiles = visualize.top_tiles(net.arch, net.params, top, maps, visual.images(net, source), layer)
+    size = tiles.projections.shape[2]
+    title = f"{layer}: top {top.values.shape[1]} of {len(source)} images, {len(maps)} of " \
+            f"{top.values.shape[0]} maps ({size}x{size}-pixel receptive fields)"
+    report.save_figure(viz.top9_figure(tiles.projections, tiles.patches, title), workdir / f"top9_{layer}.png")
+    caption = (f"Each 3x3 block on the left is one feature map of {layer} (maps {', '.join(map(str, maps))}, "
+               f"read row by row): its {top.values.shape[1]} strongest activations over the split, each projected "
+               f"back to pixels by the deconvnet (grey = 0; each projection stretched to its own range). The block "
+               f"in the same place on the right shows the image patches those units see (the receptive field; "
+               f"grey beyond the image border). Compare Fig. 2 of the paper.")
+    results = {"maps": maps, "values": top.values[maps], "image": top.image[maps], "h": top.h[maps],
+               "w": top.w[maps]}
+    return report.Figure(f"top9_{layer}.png", f"Top {config.k} of {layer}", caption), results
+
+
+def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
+    """The experiment (see the module docstring); returns the figures it wrote into `workdir`."""
+    net = visual.load_net(config)
+    source = visual.subset(net.data.eval, config.num_images)
+    report.save_figure(viz.filter_grid(np.asarray(net.params["conv1"]["w"]), "conv1 filters"),
+                       workdir / "conv1_filters.png")
+    c1 = net.arch.conv("conv1")
+    figures = [report.Figure("conv1_filters.png", "Layer 1 filters",
+                             f"The {c1.features} first-layer filters ({c1.kernel}x{c1.kernel}, stride {c1.stride}) "
+                             f"themselves, each stretched to its own range (white = largest weight).")]
+    results = {}
+    for layer in config.layers:
+        figure, results[layer] = layer_figure(net, config, source, layer, workdir)
+        figures.append(figure)
+    report.write_json(workdir / "results.json", {"network": net.source, "num_images": len(source), **results})
+    report.write_index(workdir, "Top-9 activations per feature map (Fig. 2)", figures,
+                       intro=f"Network: {net.arch.name} from {net.source}; images: {len(source)} of the "
+                             f"evaluation split ({net.data.name}).")
+    return figures
+
+
+if __name__ == "__main__":
+    visual.main(run)

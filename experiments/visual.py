@@ -1,0 +1,109 @@
+"""What the visual experiments (top9, evolution, filters) share: the command line, the network a config names
+(a train_imagenet checkpoint, imported weights, or random weights for tests) and its images.
+
+Each experiment module has ``run(config, workdir) -> list[report.Figure]`` (it writes its figures and its own
+``index.html``; the demo links the returned figures) and ends with ``visual.main(run)``.
+"""
+from __future__ import annotations
+
+import pathlib
+import sys
+from typing import Any, Callable, Iterator, NamedTuple
+
+import jax
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from zfjax import checkpoints, models, train, visualize, weights
+from zfjax.data import Data, load as load_data, pipeline
+
+
+class Net(NamedTuple):
+    """A network, the data it was trained on, and its input normalization ``(pixel - mean) * scale``."""
+    arch: models.Arch
+    params: models.Params
+    data: Data
+    mean: np.ndarray
+    scale: float
+    source: str  # where the weights came from, for captions
+
+
+def load_net(config: Any) -> Net:
+    """The network of a `experiments.configs.visual` config: ``checkpoint`` (newest step), else ``weights``, else
+    random weights when ``random_init``; ValueError when none is given."""
+    data = load_data(config.train)
+    arch = train.build_arch(config.train, data)
+    if config.checkpoint:
+        step, params = checkpoints.latest(config.checkpoint)
+        source = f"{config.checkpoint} (step {step})"
+    elif config.weights:
+        params, source = weights.load(config.weights, arch, config.weights_layout or None), config.weights
+    elif config.random_init:
+        params, source = models.init(arch, jax.random.key(config.train.seed)), "random initial weights"
+    else:
+        raise ValueError("no network: set --config.checkpoint=<workdir of a train_imagenet run> or "
+                         "--config.weights=<.safetensors/.pth file>")
+    models.check_params(arch, params)
+    mean = np.asarray(data.train_transform.keywords["mean"], np.float32)
+    return Net(arch, params, data, mean, float(config.train.pixel_scale), source)
+
+
+def _view(example: dict) -> np.ndarray:
+    """The one view of an evaluated example the figures use: the center crop of 10, or the only one."""
+    crops = example["image"]
+    return crops[4] if len(crops) == 10 else crops[0]
+
+
+def subset(source: Any, n: int) -> Any:
+    """The first `n` examples of `source` (all when n is 0 or larger than it)."""
+    return pipeline.Subset(source, n) if 0 < n < len(source) else source
+
+
+def batches(net: Net, source: Any, batch_size: int, num_threads: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(inputs, dataset indices) of every example of `source` once, in order, with a progress bar."""
+    from tqdm import tqdm
+    seen = 0
+    with tqdm(total=len(source), unit="img", leave=False, mininterval=1.0, file=sys.stderr) as bar:
+        for b in pipeline.eval_batches(source, net.data.eval_transform, global_batch=batch_size,
+                                       num_threads=num_threads):
+            crops = b["image"][b["mask"] > 0]
+            images = crops[:, 4] if crops.shape[1] == 10 else crops[:, 0]
+            yield images, np.arange(seen, seen + len(images))
+            seen += len(images)
+            bar.update(len(images))
+
+
+def images(net: Net, source: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """indices -> (network inputs, the images as shown in [0, 1]) of those examples of `source`."""
+    def get(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = np.stack([_view(net.data.eval_transform(source[int(i)])) for i in indices])
+        return x, visualize.to_display(x, net.mean, net.scale)
+    return get
+
+
+def pick_maps(top_values: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """`n` feature maps drawn at random (seeded) among those whose strongest activation is positive, sorted."""
+    alive = np.flatnonzero(top_values > 0)
+    if not len(alive):
+        raise ValueError("no feature map of this layer fires on any image: is the network trained?")
+    return np.sort(np.random.default_rng(seed).choice(alive, min(n, len(alive)), replace=False))
+
+
+def main(run: Callable[[Any, pathlib.Path], Any]) -> None:
+    """Parse ``--config`` and ``--workdir`` and call ``run(config, workdir)``."""
+    workdir = flags.DEFINE_string("workdir", None, "Output directory: figures, results.json, index.html.")
+    config = config_flags.DEFINE_config_file("config", None, "Experiment config (experiments/configs/*.py).",
+                                             lock_config=True)
+
+    def _main(argv: list[str]) -> None:
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments {argv[1:]}")
+        figures = run(config.value, pathlib.Path(workdir.value))
+        logging.info("wrote %d figures and %s", len(figures), pathlib.Path(workdir.value) / "index.html")
+
+    flags.mark_flags_as_required(["config", "workdir"])
+    app.run(_main)
+
+
+__all__ = ["Net", "load_net", "subset", "batches", "images", "pick_maps", "main"]
