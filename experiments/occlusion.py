@@ -1,0 +1,83 @@
+"""Fig. 7 (occlusion sensitivity): a grey square slides over each image; maps of the strongest layer-5 feature
+map's total activation, its projections for a few square positions, p(true class) and the most probable class.
+
+    python -m experiments.occlusion --config=experiments/configs/occlusion.py --workdir=runs/occlusion
+
+The maps come from `zfjax.occlusion.occlusion_maps` (incremental receptive-field-cone path), the projections from
+`zfjax.deconv.project`. Writes ``occlusion.png``, ``results.json`` (the maps) and ``index.html``.
+"""
+from __future__ import annotations
+
+import zfjax  # noqa: F401  (first: sets fast XLA:CPU flags before JAX starts)
+
+import pathlib
+from typing import Any
+
+import jax
+import numpy as np
+
+from experiments import network, visual
+from zfjax import analysis_viz, correspondence, deconv, models, occlusion, report
+
+_project = jax.jit(deconv.project, static_argnames=("arch", "layer", "rule", "lcn_rule"))
+
+
+def corners(maps: occlusion.Maps, stride: int, k: int) -> list[tuple[int, int]]:
+    """`k` square positions (top-left corners) worth projecting: where the map's total activation drops most,
+    where p(true) is lowest, then the positions farthest from those already chosen."""
+    rows, cols = np.meshgrid(np.arange(maps.feature.shape[0]), np.arange(maps.feature.shape[1]), indexing="ij")
+    cells = [np.unravel_index(np.argmin(maps.feature), maps.feature.shape),
+             np.unravel_index(np.argmin(maps.prob_true), maps.prob_true.shape)]
+    while len(cells) < k:
+        dist = np.min([np.hypot(rows - i, cols - j) for i, j in cells], axis=0)
+        cells.append(np.unravel_index(np.argmax(dist), dist.shape))
+    return [(int(i) * stride, int(j) * stride) for i, j in cells[:k]]
+
+
+def panel(config: Any, net: visual.Net, x: np.ndarray, label: int) -> analysis_viz.OcclusionPanel:
+    """The maps, the unoccluded activation map and the projections for one image."""
+    maps = occlusion.occlusion_maps(net.arch, net.params, x, label, patch=config.patch, stride=config.stride,
+                                    fill=config.fill, layer=config.layer, batch_size=config.batch_size)
+    activation = models.apply(net.arch, net.params, x[None], upto=config.layer).acts[config.layer][0, ..., maps.channel]
+    at = corners(maps, config.stride, config.projections)
+    boxes = [(y, c, config.patch, config.patch) for y, c in at]
+    batch = np.concatenate([x[None], correspondence.mask(np.repeat(x[None], len(at), 0), boxes, config.fill)])
+    projections = _project(net.arch, net.params, batch, config.layer, maps.channel)
+    return analysis_viz.OcclusionPanel(network.display(batch[2], net), at[1], label, maps, np.asarray(activation),
+                                       np.asarray(projections), [None] + at)
+
+
+def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
+    """The whole experiment; returns the figures it wrote (for the demo's report)."""
+    workdir = pathlib.Path(workdir)
+    if config.projections < 2:
+        raise ValueError(f"projections must be >= 2 (the map's and p(true)'s worst positions), got {config.projections}")
+    net = visual.load_net(config)
+    x, labels = network.load_images(config, net)
+    names = network.class_names(config, net)
+    panels = [panel(config, net, xi, int(y)) for xi, y in zip(x, labels)]
+    fig = analysis_viz.occlusion_figure(panels, names,
+                                        patch=config.patch, stride=config.stride, layer=config.layer)
+    fig.suptitle(f"Occlusion sensitivity (Fig. 7): {net.arch.name} from {net.source}", y=1.0)
+    report.save_figure(fig, workdir / "occlusion.png")
+    report.write_json(workdir / "results.json", {
+        "network": net.source, "layer": config.layer,
+        "images": [{"label": names[p.label], "channel": p.maps.channel, "prob_true": p.maps.prob_true,
+                    "top_label": p.maps.top_label, "feature": p.maps.feature, "projected_at": p.corners[1:]}
+                   for p in panels], "config": config.to_dict()})
+    figures = [report.Figure(
+        "occlusion.png", "Occlusion sensitivity (Fig. 7)",
+        f"One row per image. (a) the image with the {config.patch}x{config.patch} grey square (the mean pixel) where "
+        f"it lowers p(true class) most; (b) the {config.layer} feature map with the largest total activation on the "
+        f"unoccluded image; (c) that map's total activation as a function of the square's position (each cell is "
+        f"drawn at the square's centre; stride {config.stride}); (d) its deconvnet projection without the square and "
+        f"with the square at the black boxes (where the map drops most, where p(true) is lowest, and far away); "
+        f"(e) p(true class) and (f) the most probable class as functions of the square's position. Dark/cold "
+        f"regions in (c) and (e) are the parts of the image the feature and the classifier rely on.")]
+    report.write_index(workdir, "Occlusion sensitivity (Fig. 7)", figures,
+                       intro=f"Network: {net.arch.name} from {net.source}.")
+    return figures
+
+
+if __name__ == "__main__":
+    visual.main(run)
