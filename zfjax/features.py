@@ -67,6 +67,7 @@ def extract(arch: models.Arch, params: models.Params, batches: Iterable[np.ndarr
     """
     if layer not in arch.layer_names:
         raise ValueError(f"unknown layer {layer!r}; {arch.name} has {list(arch.layer_names)}")
+    models.check_params(arch, params)
     mesh = _data_mesh()
     out_dir = pathlib.Path(out_dir) if out_dir is not None else None
     if out_dir is not None:
@@ -77,6 +78,7 @@ def extract(arch: models.Arch, params: models.Params, batches: Iterable[np.ndarr
         if path is not None and path.exists():
             chunks.append(np.load(path))
             continue
+        models.check_images(arch, np.asarray(batch), upto=layer)
         feats = np.asarray(layer_features(arch, params, _sharded(np.asarray(batch, np.float32), mesh), layer,
                                           grid))[:len(batch)]
         if path is not None:

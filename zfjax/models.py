@@ -279,6 +279,19 @@ def _check_input(arch: Arch, x: Array, upto: str | None) -> None:
                          f"other sizes")
 
 
+def check_images(arch: Arch, x: Array, upto: str | None = None) -> None:
+    """ValueError for a batch `apply` cannot take (rank, channels, dtype, size) or, when `x` is concrete, one
+    holding NaN or Inf. For the public entry points, outside jit: traced values are not checked for NaN."""
+    _check_input(arch, x, upto)
+    if isinstance(x, jax.core.Tracer):
+        return
+    finite = np.isfinite(x) if isinstance(x, np.ndarray) else jnp.isfinite(x)
+    if not bool(finite.all()):
+        bad = np.argwhere(~np.asarray(finite))
+        raise ValueError(f"input has {len(bad)} NaN or infinite values (first at index {tuple(bad[0].tolist())}): "
+                         f"check how the images were loaded and normalized")
+
+
 def apply(arch: Arch, params: Params, x: Array, *, train: bool = False, rng: Array | None = None,
           upto: str | None = None, ops: layers.Ops = layers.PLAIN) -> Forward:
     """Run the network on a float NHWC batch; every activation and every pool's switches come back.

@@ -261,6 +261,7 @@ def occlusion_maps(arch: models.Arch, params: models.Params, image, label: int, 
     batches of that many occluded images, the incremental path one grid row at a time in column chunks of that size.
     """
     image, fill = _check(arch, image, label, patch, stride, fill, layer, method, batch_size)
+    models.check_images(arch, image[None])
     models.check_params(arch, params)
     oy, ox = (grid(n, patch, stride).astype(np.int32) for n in image.shape[:2])
     iy, ix = (a.ravel() for a in np.meshgrid(np.arange(len(oy)), np.arange(len(ox)), indexing="ij"))

@@ -111,6 +111,7 @@ def scan(arch: models.Arch, params: models.Params, batches: Iterable, *, layer: 
     _, width, channels = shapes[layer]
     state, size, seen = empty(channels, k), None, 0
     for images, indices in _batches(batches, arch.input_shape):
+        models.check_images(arch, images, upto=layer)
         n = len(images)
         size = n if size is None else max(size, n)
         valid = np.arange(size) < n
