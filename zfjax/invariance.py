@@ -7,8 +7,9 @@
 - ``"rotate"``: rotation by `value` degrees about the image centre (positive = counter-clockwise on screen).
 
 Each output pixel is read from the input by bilinear interpolation (`jax.scipy.ndimage.map_coordinates`, order 1)
-at the inversely transformed position; positions outside the image read `fill` (0.0 = the mean pixel after mean
-subtraction, the grey the paper's occluder uses too). Integer shifts and multiples of 90 degrees are exact.
+at the inversely transformed position; the image is surrounded by `fill` (0.0 = the mean pixel after mean
+subtraction, the grey the paper's occluder uses too), so positions within one pixel outside the edge blend the edge
+pixel with `fill` (scipy's "grid-constant" mode). Integer shifts and multiples of 90 degrees are exact.
 
 `sweep` runs every (transform value, image) pair through the network in batches and returns, per value, the
 Euclidean distance between the feature vectors of the original and the transformed image at the chosen layers, and
