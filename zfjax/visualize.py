@@ -139,7 +139,8 @@ def to_display(x: np.ndarray, mean: np.ndarray, scale: float) -> np.ndarray:
 
 def radial_spectrum(filters: np.ndarray, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """(frequencies, power): each filter (HWIO, I summed) zero-padded to `size`, its 2-D power spectrum averaged
-    over rings of equal radial frequency (cycles/pixel, 0..0.5); power is (O, bins), normalized to sum 1."""
+    over rings of equal radial frequency (cycles/pixel, 0 to 0.5 * sqrt(2) in the corners); power is (O, bins),
+    normalized to sum 1 per filter."""
     f = np.asarray(filters, np.float64)
     if f.ndim != 4 or f.shape[0] > size or f.shape[1] > size:
         raise ValueError(f"filters must be HWIO no larger than size={size}, got shape {f.shape}")
@@ -147,10 +148,9 @@ def radial_spectrum(filters: np.ndarray, size: int = 32) -> tuple[np.ndarray, np
     power = (np.abs(np.fft.fft2(f, s=(size, size), axes=(0, 1))) ** 2).sum(2)  # (size, size, O)
     fy, fx = np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij")
     ring = np.rint(np.hypot(fy, fx) * size).astype(int)
-    bins = size // 2 + 1
-    keep = ring < bins
-    sums = np.stack([np.bincount(ring[keep], power[..., o][keep], bins) for o in range(f.shape[3])])
-    radial = sums / np.bincount(ring[keep], minlength=bins)
+    bins = int(ring.max()) + 1
+    sums = np.stack([np.bincount(ring.ravel(), power[..., o].ravel(), bins) for o in range(f.shape[3])])
+    radial = sums / np.bincount(ring.ravel(), minlength=bins)
     total = radial.sum(1, keepdims=True)
     return np.arange(bins) / size, radial / np.where(total > 0, total, 1.0)
 

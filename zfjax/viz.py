@@ -121,7 +121,7 @@ def spectrum_figure(freqs, spectra: dict, mean_freqs: dict, title: str):
         left.plot(freqs, np.asarray(power).mean(0), marker="o", ms=3, label=name)
     left.set(xlabel="radial frequency (cycles/pixel)", ylabel="share of filter power", title="power spectrum")
     left.legend(fontsize=8)
-    bins = np.linspace(0, 0.5, 21)
+    bins = np.linspace(0, np.max(freqs), 21)
     for name, f in mean_freqs.items():
         right.hist(f, bins=bins, alpha=0.5, label=name)
     right.set(xlabel="mean frequency of a filter (cycles/pixel)", ylabel="filters", title="per filter")

@@ -1,0 +1,71 @@
+"""Fig. 4: how features develop during training. For a few feature maps of each layer, the strongest activation
+over (the first ``num_images`` of) the training set, found again at every epoch snapshot of the run and projected
+to pixels, one column per epoch.
+
+    python -m experiments.evolution --config=experiments/configs/evolution.py --workdir=runs/evolution \
+        --config.checkpoint=runs/fmnist
+
+The maps are drawn among those that fire in the last snapshot. Writes ``evolution.png``, ``results.json`` (per
+layer, map and epoch: the activation, image and position) and ``index.html``.
+"""
+from __future__ import annotations
+
+import zfjax  # noqa: F401  (first: sets fast XLA:CPU flags before JAX starts)
+
+import pathlib
+from typing import Any
+
+import numpy as np
+from absl import logging
+
+from experiments import visual
+from zfjax import checkpoints, report, topk, visualize, viz
+
+
+def strongest(net: visual.Net, params: Any, config: Any, source: Any, layer: str) -> topk.TopK:
+    """Per map of `layer`, its strongest activation over `source` under `params`."""
+    return topk.scan(net.arch, params, visual.batches(net, source, config.batch_size, config.num_threads),
+                     layer=layer, k=1)
+
+
+def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
+    """The experiment (see the module docstring); returns the figures it wrote into `workdir`."""
+    if not config.checkpoint:
+        raise ValueError("feature evolution needs a training run's epoch snapshots: set --config.checkpoint=<workdir>")
+    net = visual.load_net(config)
+    snaps = checkpoints.snapshots(config.checkpoint)
+    if not snaps:
+        raise FileNotFoundError(f"no epoch snapshots in {config.checkpoint}/{checkpoints.SNAPSHOTS} (set the training "
+                                f"config's snapshot_epochs)")
+    epochs = sorted(snaps)
+    source = visual.subset(net.data.train, config.num_images)
+    images = visual.images(net, source)
+    columns, results = {}, {}
+    for layer in config.layers:
+        last = strongest(net, snaps[epochs[-1]], config, source, layer)
+        maps = visual.pick_maps(last.values[:, 0], config.maps_per_layer, config.seed)
+        per_epoch = []
+        for epoch in epochs:
+            logging.info("%s, epoch %d", layer, epoch)
+            top = last if epoch == epochs[-1] else strongest(net, snaps[epoch], config, source, layer)
+            per_epoch.append(visualize.top_tiles(net.arch, snaps[epoch], top, maps, images, layer))
+            results.setdefault(layer, {"maps": maps, "epochs": {}})["epochs"][epoch] = {
+                "value": top.values[maps, 0], "image": top.image[maps, 0], "h": top.h[maps, 0], "w": top.w[maps, 0]}
+        columns[layer] = np.concatenate([t.projections for t in per_epoch], axis=1)  # (maps, epochs, S, S, C)
+    report.save_figure(viz.evolution_figure(columns, epochs, "Feature evolution during training"),
+                       workdir / "evolution.png")
+    figures = [report.Figure("evolution.png", "Feature evolution (Fig. 4)",
+                             f"Each panel is one layer; each row one of its feature maps ({len(snaps)} snapshots, "
+                             f"epochs {', '.join(map(str, epochs))} left to right). A tile is the projection of "
+                             f"that map's strongest activation over {len(source)} training images at that epoch, "
+                             f"cut to the unit's receptive field and stretched to its own range (grey = 0). A "
+                             f"tile that changes image from one epoch to the next has found a new best input.")]
+    report.write_json(workdir / "results.json", {"network": net.source, "num_images": len(source),
+                                                 "epochs": epochs, "layers": results})
+    report.write_index(workdir, "Feature evolution (Fig. 4)", figures,
+                       intro=f"Training run {config.checkpoint}; the first {len(source)} training images searched.")
+    return figures
+
+
+if __name__ == "__main__":
+    visual.main(run)
