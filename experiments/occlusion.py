@@ -51,7 +51,8 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
     """The whole experiment; returns the figures it wrote (for the demo's report)."""
     workdir = pathlib.Path(workdir)
     if config.projections < 2:
-        raise ValueError(f"projections must be >= 2 (the map's and p(true)'s worst positions), got {config.projections}")
+        raise ValueError(f"projections must be >= 2 (the map's and p(true)'s worst positions), "
+                         f"got {config.projections}")
     net = visual.load_net(config)
     x, labels = network.load_images(config, net)
     names = network.class_names(config, net)

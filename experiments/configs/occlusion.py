@@ -9,8 +9,8 @@ Fields: the network (`experiments.configs.visual`; presets fashion_mnist, tiny, 
 ``fill`` (its value in input space: 0 = the mean pixel, the paper's grey), ``layer`` (whose strongest map is
 tracked: the paper's layer 5), ``projections`` (occluder positions whose projection of that map is shown, besides
 the unoccluded one), ``batch_size`` (positions evaluated at once).
-For an ImageNet checkpoint: --config=experiments/configs/occlusion.py:zfnet --config.checkpoint=<workdir> --config.images=skimage:chelsea
---config.labels=281 --config.patch=48 --config.stride=8.
+For an ImageNet checkpoint: --config=experiments/configs/occlusion.py:zfnet --config.checkpoint=<workdir>
+--config.images=skimage:chelsea --config.labels=281 --config.patch=48 --config.stride=8.
 """
 import ml_collections
 
