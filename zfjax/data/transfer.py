@@ -69,12 +69,13 @@ def image_folder(root: str | pathlib.Path, *, exclude: Sequence[str] = ("257.clu
 def _tfds_source(name: str, split: str, data_dir: str | None):
     import tensorflow_datasets as tfds
     try:
-        return tfds.data_source(name, split=split, data_dir=data_dir)
+        return tfds.data_source(name, split=split, data_dir=data_dir, download=False)  # no network: fail fast
     except Exception as e:  # noqa: BLE001 - tfds raises several types for "not prepared"
         raise FileNotFoundError(
-            f"TFDS dataset {name!r} is not prepared in {data_dir or '~/tensorflow_datasets'} ({e}). On a machine with "
-            f"internet run: python -c \"import tensorflow_datasets as tfds; tfds.builder('{name}', "
-            f"data_dir='{data_dir or '~/tensorflow_datasets'}').download_and_prepare()\"") from e
+            f"TFDS dataset {name!r} is not prepared (in the random-access array_record format) in "
+            f"{data_dir or '~/tensorflow_datasets'}. On a machine with internet run: python -c \"import "
+            f"tensorflow_datasets as tfds; tfds.data_source('{name}', split='{split}', "
+            f"data_dir='{data_dir or '~/tensorflow_datasets'}')\" and copy that folder here. ({type(e).__name__})") from e
 
 
 class _Concat:
