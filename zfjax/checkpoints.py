@@ -181,7 +181,11 @@ def lock(workdir: str | pathlib.Path) -> Iterator[pathlib.Path]:
     never blocks a restart. One file per process lets the processes of one multi-host run share a workdir.
     """
     path = pathlib.Path(workdir) / f".lock.{jax.process_index()}"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise WorkdirError(e.errno, f"cannot write to workdir {workdir} ({e.strerror or e}): make it writable or "
+                                    f"choose another workdir", str(path)) from e
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
