@@ -87,9 +87,9 @@ def filter_grid(w, title: str):
     grid = np.ones((rows * cols, *tiles.shape[1:]), np.float32)
     grid[:n] = tiles
     image = mosaic(grid.reshape(rows, cols, *tiles.shape[1:]))
-    fig, ax = plt.subplots(figsize=(0.12 * image.shape[1] + 0.4, 0.12 * image.shape[0] + 0.6))
-    _show(ax, image)
-    fig.suptitle(title, fontsize=10)
+    scale = 6.0 / max(image.shape[:2])  # inches per pixel: the grid is at most 6 inches across
+    fig, ax = plt.subplots(figsize=(scale * image.shape[1] + 0.4, scale * image.shape[0] + 0.6))
+    _show(ax, image, title)
     return fig
 
 
@@ -97,7 +97,9 @@ def evolution_figure(columns: dict, epochs, title: str):
     """Fig. 4: per layer a panel, one row per feature map, one column per epoch; `columns` maps a layer name to its
     raw projections (maps, epochs, S, S, C), each normalized here."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 4.2), squeeze=False)
+    rows = max(t.shape[0] for t in columns.values())
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 3.2 * rows / len(epochs) + 1.2),
+                             squeeze=False)
     for ax, (layer, tiles) in zip(axes[0], columns.items()):
         _show(ax, mosaic(normalize_projection(tiles)), layer)
         ax.set_axis_on()
