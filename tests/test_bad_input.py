@@ -109,7 +109,7 @@ CASES = {
                            "stride must be a positive integer, got 0"),
     # configs
     "config field": (lambda c: train.train_and_evaluate(tiny_config(learning_rte=0.1), c["tmp"] / "run"),
-                     r"unknown fields \['learning_rte'\] and lacks \[\]; the fields are \['batch_size'"),
+                     r"config has unknown fields \['learning_rte'\]; the fields are \['batch_size'"),
     "config layer": (lambda c: train.build_arch(tiny_config(model_overrides={"conv9": {"features": 2}}),
                                                 train.load_data(tiny_config())), "unknown override 'conv9'"),
     "config schedule": (lambda c: train.learning_rate_schedule(tiny_config(lr_schedule="cosine"), 10),

@@ -176,9 +176,11 @@ class NonFiniteLossError(FloatingPointError):
 def check_config_fields(config: Any) -> None:
     """ValueError for unknown (e.g. misspelt) or missing config fields, naming them and the accepted ones."""
     unknown, missing = set(config.keys()) - CONFIG_FIELDS, CONFIG_FIELDS - set(config.keys())
-    if unknown or missing:
-        raise ValueError(f"config has unknown fields {sorted(unknown)} and lacks {sorted(missing)}; the fields are "
-                         f"{sorted(CONFIG_FIELDS)} (see experiments/configs/default.py)")
+    problems = [f"{what} fields {sorted(names)}" for what, names in (("unknown", unknown), ("missing", missing))
+                if names]
+    if problems:
+        raise ValueError(f"config has {' and '.join(problems)}; the fields are {sorted(CONFIG_FIELDS)} (see "
+                         f"experiments/configs/default.py)")
 
 
 def _check_config(config: Any, data: Data) -> None:
@@ -203,8 +205,9 @@ def _checkpoint_bytes(config: Any, arch: models.Arch, tx: Any) -> int:
     """Bytes the run's checkpoints and snapshots will hold at most: ``keep_checkpoints`` + 1 train states (a new
     one is written before the oldest is removed) and one parameter set per snapshot epoch."""
     state = jax.eval_shape(lambda: create_state(arch, tx, 0))
-    nbytes = lambda tree: sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(tree))  # noqa: E731
-    return (config.keep_checkpoints + 1) * nbytes(state) + len(config.snapshot_epochs) * nbytes(state.params)
+    state_bytes, params_bytes = (sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(tree))
+                                 for tree in (state, state.params))
+    return (config.keep_checkpoints + 1) * state_bytes + len(config.snapshot_epochs) * params_bytes
 
 
 def _progress(start: int, stop: int) -> Any:
@@ -218,7 +221,8 @@ def train_and_evaluate(config: Any, workdir: str | pathlib.Path) -> TrainState:
 
     Stops at step ``num_epochs * steps_per_epoch``, or earlier at ``max_steps`` (this run only: the learning-rate
     schedule always follows ``num_epochs``). Raises `NonFiniteLossError` naming the step if the loss is not finite;
-    the checkpoints already written are kept.
+    the checkpoints already written are kept. Before any work: `ValueError` for unknown config fields, and
+    `checkpoints.WorkdirError` when another run holds `workdir` or it is unwritable or too full for the checkpoints.
     """
     check_config_fields(config)
     workdir = pathlib.Path(workdir)
