@@ -157,6 +157,9 @@ def project(arch: models.Arch, params: models.Params, x: Array, layer: str, chan
     `channel` and `position` may be traced (jit with `arch`, `layer`, `rule`, `lcn_rule` static; vmap over them with
     `x` unbatched shares the forward pass). A unit whose activation is zero projects to zeros.
     """
+    _check_layer(arch, layer)
+    models.check_images(arch, x, upto=layer)
+    models.check_params(arch, params)
     acts, pullback = _forward(arch, params, x, layer, rule, lcn_rule)
     _check_unit(layer, acts.shape, channel, position)
     return _pull_unit(acts, pullback, channel, position).projections
@@ -186,6 +189,8 @@ def project_many(arch: models.Arch, params: models.Params, image: Array, layer: 
                          "use project for batches")
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
+    models.check_images(arch, image[None], upto=layer)
+    models.check_params(arch, params)
     num = jax.eval_shape(lambda x: models.apply(arch, params, x, upto=layer).acts[layer], image[None]).shape[3]
     channels = np.arange(num) if channels is None else np.asarray(channels)
     if channels.ndim != 1 or channels.size == 0 or not np.issubdtype(channels.dtype, np.integer):
