@@ -49,10 +49,9 @@ def load_net(config: Any) -> Net:
     return Net(arch, params, data, mean, float(config.train.pixel_scale), source)
 
 
-def _view(example: dict) -> np.ndarray:
-    """The one view of an evaluated example the figures use: the center crop of 10, or the only one."""
-    crops = example["image"]
-    return crops[4] if len(crops) == 10 else crops[0]
+def _view(crops: np.ndarray, axis: int = 0) -> np.ndarray:
+    """The one view of evaluated examples the figures use: the center crop of 10 (ImageNet), or the only one."""
+    return np.take(crops, 4 if crops.shape[axis] == 10 else 0, axis=axis)
 
 
 def subset(source: Any, n: int) -> Any:
@@ -67,8 +66,7 @@ def batches(net: Net, source: Any, batch_size: int, num_threads: int) -> Iterato
     with tqdm(total=len(source), unit="img", leave=False, mininterval=1.0, file=sys.stderr) as bar:
         for b in pipeline.eval_batches(source, net.data.eval_transform, global_batch=batch_size,
                                        num_threads=num_threads):
-            crops = b["image"][b["mask"] > 0]
-            images = crops[:, 4] if crops.shape[1] == 10 else crops[:, 0]
+            images = _view(b["image"][b["mask"] > 0], axis=1)
             yield images, np.arange(seen, seen + len(images))
             seen += len(images)
             bar.update(len(images))
@@ -77,7 +75,7 @@ def batches(net: Net, source: Any, batch_size: int, num_threads: int) -> Iterato
 def images(net: Net, source: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """indices -> (network inputs, the images as shown in [0, 1]) of those examples of `source`."""
     def get(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = np.stack([_view(net.data.eval_transform(source[int(i)])) for i in indices])
+        x = np.stack([_view(net.data.eval_transform(source[int(i)])["image"]) for i in indices])
         return x, visualize.to_display(x, net.mean, net.scale)
     return get
 

@@ -48,7 +48,8 @@ def project_units(arch: models.Arch, params: models.Params, x: np.ndarray, layer
         raise ValueError(f"need x (U, H, W, C), channels (U,), positions (U, 2); got {x.shape}, {channels.shape}, "
                          f"{positions.shape}")
     if layer not in deconv.projectable_layers(arch):
-        raise ValueError(f"cannot project from layer {layer!r}; {arch.name} has {list(deconv.projectable_layers(arch))}")
+        raise ValueError(f"cannot project from layer {layer!r}; {arch.name} has "
+                         f"{list(deconv.projectable_layers(arch))}")
     shape = arch.shapes()[layer]
     if len(x) and (channels.min() < 0 or channels.max() >= shape[2] or positions.min() < 0
                    or positions[:, 0].max() >= shape[0] or positions[:, 1].max() >= shape[1]):
