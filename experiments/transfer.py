@@ -55,10 +55,10 @@ def evaluate_split(config: Any, net: transfer.Pretrained, x: np.ndarray, feats: 
     return out
 
 
-def table(config: Any, runs: dict[int, list[dict[str, float]]]) -> tuple[list[str], list[list[str]]]:
+def table(config: Any, runs: dict[int, list[dict[str, float]]], layer: str) -> tuple[list[str], list[list[str]]]:
     """Rows: ours (frozen + softmax), ours (scratch), and the paper's rows for Caltech; columns: N per class."""
     header = ["method"] + [f"{n}/class" for n in config.shots]
-    kinds = [("pretrained", "ours: layers 1-7 frozen + softmax"), ("scratch", "ours: same net from scratch")]
+    kinds = [("pretrained", f"ours: frozen layers up to {layer} + softmax"), ("scratch", "ours: same net from scratch")]
     rows = [[name] + [transfer.fmt([r[kind] for r in runs[n]]) for n in config.shots]
             for kind, name in kinds if kind in runs[config.shots[0]][0]]
     paper = PAPER.get(config.dataset)
@@ -68,13 +68,13 @@ def table(config: Any, runs: dict[int, list[dict[str, float]]]) -> tuple[list[st
     return header, rows
 
 
-def figure(config: Any, runs: dict[int, list[dict[str, float]]]):
+def figure(config: Any, runs: dict[int, list[dict[str, float]]], layer: str):
     """Fig. 9's curve: test accuracy against training images per class, mean ± std over splits."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for kind, label in (("pretrained", "frozen layers 1-7 + softmax"), ("scratch", "from scratch")):
+    for kind, label in (("pretrained", f"frozen up to {layer} + softmax"), ("scratch", "from scratch")):
         if kind in runs[config.shots[0]][0]:
             acc = np.array([[100 * r[kind] for r in runs[n]] for n in config.shots])
             ax.errorbar(config.shots, acc.mean(1), yerr=acc.std(1), marker="o", capsize=3, label=label)
@@ -94,18 +94,19 @@ def run(config: Any, workdir: pathlib.Path) -> dict[str, Any]:
     if config.hashes_file:
         data, dropped = transfer_data.drop_duplicates(data, transfer.read_hashes(config.hashes_file))
     x = net.inputs([data.images[i] for i in range(len(data.labels))])
-    feats = transfer.extract_all(net.arch, net.params, x, net.arch.fcs[-1].name, batch_size=config.batch_size)
+    layer = config.layer or net.arch.fcs[-1].name
+    feats = transfer.extract_all(net.arch, net.params, x, layer, batch_size=config.batch_size, grid=config.grid)
     num_classes = len(data.classes)
     runs = {n: [evaluate_split(config, net, x, feats, data.labels, num_classes, n, s) for s in range(config.num_splits)]
             for n in config.shots}
-    header, rows = table(config, runs)
+    header, rows = table(config, runs, layer)
     results = {"dataset": config.dataset, "num_images": len(data.labels), "num_classes": num_classes,
-               "dropped_duplicates": dropped, "pretrained_step": net.step, "feature_layer": net.arch.fcs[-1].name,
+               "dropped_duplicates": dropped, "pretrained_step": net.step, "feature_layer": layer,
                "runs": {str(n): r for n, r in runs.items()}, "table": {"header": header, "rows": rows},
                "config": config.to_dict()}
     report.write_json(workdir / "results.json", results)
     report.write_text(workdir / "results.md", report.markdown_table(header, rows) + "\n")
-    report.save_figure(figure(config, runs), workdir / "accuracy_vs_shots.png")
+    report.save_figure(figure(config, runs, layer), workdir / "accuracy_vs_shots.png")
     caption = (f"Test accuracy (%) on {config.dataset}, mean ± std over {config.num_splits} random splits; "
                f"rows marked 'paper' are the paper's numbers (ImageNet-pretrained ZFNet), the others ours")
     report.write_index(workdir, f"Transfer to {config.dataset} (Tables 4/5, Fig. 9)", [

@@ -88,7 +88,7 @@ def test_transfer_script_end_to_end_on_digits(tmp_path_factory, tmp_path):
         assert len(runs) == config.num_splits
         assert all(r["num_train"] == 10 * n and r["num_test"] == 10 * config.max_test for r in runs)
         assert all(0 <= r["pretrained"] <= 1 and 0 <= r["scratch"] <= 1 for r in runs)
-    assert [r[0] for r in results["table"]["rows"]] == ["ours: layers 1-7 frozen + softmax",
+    assert [r[0] for r in results["table"]["rows"]] == ["ours: frozen layers up to fc7 + softmax",
                                                         "ours: same net from scratch"]
     assert (tmp_path / "out" / "accuracy_vs_shots.png").stat().st_size > 1000
     assert "accuracy_vs_shots.png" in (tmp_path / "out" / "index.html").read_text()

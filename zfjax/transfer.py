@@ -61,7 +61,7 @@ def _lbfgs(x: jax.Array, y: jax.Array, l2: float, *, num_outputs: int, loss: str
         updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=fn)
         return (optax.apply_updates(params, updates), state), value
 
-    (params, _), values = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
+    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
     return params, fn(params)
 
 

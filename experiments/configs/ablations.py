@@ -3,10 +3,10 @@
     python -m experiments.ablations --config=experiments/configs/ablations.py:fmnist --workdir=runs/ablations
     python -m experiments.ablations --config=experiments/configs/ablations.py:imagenet --workdir=runs/ablations_in
 
-Arguments: ``fmnist`` (embedded: the small net on 8,000 Fashion-MNIST training images for 2 epochs per variant, 5,000
-test images; about 20 minutes for the 7 variants on 2 shared CPU cores), ``imagenet`` (the paper's: ZFNet's ImageNet config), ``tiny``
-(tests). Variants are ``experiments/configs/ablation.py``'s (layers removed or resized) plus ``extra_variants``;
-``scale_from`` names the net their widths were written for (``zfnet``): on another base net a resize becomes the
+Arguments: ``fmnist`` (embedded: the small net on 8,000 Fashion-MNIST training images for 2 epochs per variant,
+5,000 test images; about 20 minutes for the 7 variants on 2 shared CPU cores), ``imagenet`` (the paper's: ZFNet's
+ImageNet config), ``tiny`` (tests). Variants are ``experiments/configs/ablation.py``'s (layers removed or
+resized) plus ``extra_variants``; ``scale_from`` names the net their widths were written for (``zfnet``): on another base net a resize becomes the
 same ratio of that net's widths (fc6/fc7 8192 vs 4096 -> 512 vs 256 on the small net); "" applies them as written.
 ``train_eval_subset`` training images give the train top-1 (evaluated without dropout, like the val columns).
 """
@@ -25,7 +25,6 @@ def get_config(arg: str = "fmnist") -> ml_collections.ConfigDict:
     c.base = {"fmnist": fashion_mnist.get_config, "imagenet": default.get_config, "tiny": tiny.get_config}[arg]()
     c.scale_from = "zfnet"
     c.variants = _PAPER_SET + ("conv1_large_stride",)
-    c.extra_variants = {}
     c.train_eval_subset = 10000
     if arg == "imagenet":
         c.extra_variants = {"conv1_large_stride": {"remove": (), "overrides": {
@@ -33,7 +32,6 @@ def get_config(arg: str = "fmnist") -> ml_collections.ConfigDict:
     else:  # the small net's conv1 is 5x5/1: the analog of 7x7/2 -> 11x11/4 is a larger kernel with stride 2
         c.extra_variants = {"conv1_large_stride": {"remove": (), "overrides": {
             "conv1": {"kernel": 9, "stride": 2, "padding": 4}}}}
-        c.scale_from = "zfnet"
     if arg == "fmnist":
         c.base.train_subset = 8000
         c.base.eval_subset = 5000

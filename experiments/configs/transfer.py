@@ -12,7 +12,8 @@ class, up to 50 test per class), ``caltech256`` (15/30/45/60, clutter excluded, 
 (seconds, for tests). Fields: ``pretrain`` (the training config of the pre-trained net), ``pretrain_workdir``,
 ``train_if_missing``, ``dataset``, ``data_dir``, ``hashes_file`` (drop images whose pixel hash is listed),
 ``shots``, ``num_splits``, ``max_test`` (0 = all the rest), ``seed``, ``head_l2``/``head_steps`` (the softmax),
-``scratch`` (train from scratch too) and its SGD fields ``scratch_*``, ``batch_size`` (feature extraction).
+``layer`` (the frozen layer the softmax reads: "" = the last hidden fc layer, the paper's layer 7;
+a map layer is max-pooled into a ``grid`` x ``grid`` layout), ``scratch`` (train from scratch too) and its SGD fields ``scratch_*``, ``batch_size`` (feature extraction).
 """
 import ml_collections
 
@@ -40,6 +41,8 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
     c.num_splits = 5
     c.seed = 0
     c.batch_size = 256
+    c.layer = ""
+    c.grid = 4
     c.head_l2 = 1e-2
     c.head_steps = 200
     c.scratch = True
