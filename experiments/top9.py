@@ -30,7 +30,7 @@ def layer_figure(net: visual.Net, config: Any, source: Any, layer: str, workdir:
     tiles = visualize.top_tiles(net.arch, net.params, top, maps, visual.images(net, source), layer)
     size = tiles.projections.shape[2]
     title = f"{layer}: top {top.values.shape[1]} of {len(source)} images, {len(maps)} of " \
-            f"{top.values.shape[0]} maps ({size}x{size}-pixel receptive fields)"
+            f"{top.values.shape[0]} maps (tiles of {size}x{size} pixels)"
     report.save_figure(viz.top9_figure(tiles.projections, tiles.patches, title), workdir / f"top9_{layer}.png")
     caption = (f"Each 3x3 block on the left is one feature map of {layer} (maps {', '.join(map(str, maps))}, "
                f"read row by row): its {top.values.shape[1]} strongest activations over the split, each projected "
