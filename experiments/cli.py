@@ -10,18 +10,21 @@ from typing import Any, Callable
 from absl import app, flags
 from ml_collections import config_flags
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory: results.json, results.md, index.html, figures.")
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (experiments/configs/*.py).",
-                                          lock_config=True)
-
 
 def main(run: Callable[[Any, pathlib.Path], Any]) -> None:
-    """Parse flags and call ``run(config, workdir)``; FileNotFoundError becomes a one-line exit message."""
+    """Define and parse the flags, call ``run(config, workdir)``; FileNotFoundError becomes a one-line exit message.
+
+    Flags are defined here, not at import, so that tests can import several experiment modules in one process.
+    """
+    workdir = flags.DEFINE_string("workdir", None, "Output directory: results.json, results.md, index.html, figures.")
+    config = config_flags.DEFINE_config_file("config", None, "Experiment config file (experiments/configs/*.py).",
+                                             lock_config=True)
+
     def _main(argv: list[str]) -> None:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments {argv[1:]}")
         try:
-            run(_CONFIG.value, pathlib.Path(_WORKDIR.value))
+            run(config.value, pathlib.Path(workdir.value))
         except FileNotFoundError as e:
             sys.exit(f"error: missing data: {e}")
 
