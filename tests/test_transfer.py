@@ -39,6 +39,8 @@ def test_fit_linear_rejects_bad_input():
         transfer.fit_linear(x, y, loss="hinge")
     with pytest.raises(ValueError, match="N labels"):
         transfer.fit_linear(x, y[:-1])
+    with pytest.raises(ValueError, match=r"labels must be in 0\.\.1"):
+        transfer.fit_linear(x, y, num_classes=2)
     with pytest.raises(ValueError, match="multi-hot"):
         transfer.fit_linear(x, np.eye(3)[y])
     with pytest.raises(FloatingPointError, match="inf/NaN"):

@@ -88,6 +88,8 @@ def fit_linear(x: np.ndarray, y: np.ndarray, *, loss: str = "softmax", l2: float
     if loss == "sigmoid" and y.ndim != 2:
         raise ValueError(f"sigmoid (one-vs-all) needs multi-hot labels (N, C), got shape {y.shape}")
     outputs = y.shape[1] if loss == "sigmoid" else (num_classes or int(y.max()) + 1)
+    if loss == "softmax" and not 0 <= y.min() <= y.max() < outputs:
+        raise ValueError(f"labels must be in 0..{outputs - 1}, got {y.min()}..{y.max()}")
     mean, std = standardization(x)
     params, value = _lbfgs(jnp.asarray((x - mean) / std), jnp.asarray(y), jnp.float32(l2), num_outputs=outputs,
                            loss=loss, steps=steps)
