@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from zfjax import report  # noqa: E402
+from zfjax.report import _umask  # noqa: E402
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):
@@ -20,6 +21,7 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
         report.write_json(target, {"bad": object()})
     assert json.loads(target.read_text())["a"] == 1.5  # the old content survives a failed write
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]  # no temp files left
+    assert target.stat().st_mode & 0o777 == 0o666 & ~_umask()  # readable like any file, not mkstemp's 0600
 
 
 def test_index_shows_figures_and_tables(tmp_path):
