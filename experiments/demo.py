@@ -26,8 +26,6 @@ from absl import app, flags, logging
 from experiments.configs import fashion_mnist, tiny
 from zfjax import checkpoints, metrics, report, train
 
-_WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Output directory (training run + figures + index.html).")
-_TINY = flags.DEFINE_bool("tiny", False, "Seconds-long smoke run: 512 training images, narrow layers, few images.")
 
 EXPERIMENTS = ("top9", "evolution", "filters", "invariance", "occlusion", "correspondence")
 OPTIONAL = ("invariance", "occlusion", "correspondence")  # other modules' experiments, included when present
@@ -98,14 +96,21 @@ def run(workdir: pathlib.Path, preset: str = "fashion_mnist", experiments: tuple
     return figures
 
 
+def _define_flags() -> None:
+    """Flags exist only when this module runs as a script, so tests can import several experiment modules."""
+    flags.DEFINE_string("workdir", "runs/demo", "Output directory (training run + figures + index.html).")
+    flags.DEFINE_bool("tiny", False, "Seconds-long smoke run: 512 training images, narrow layers, few images.")
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     start = time.perf_counter()
-    run(pathlib.Path(_WORKDIR.value), "tiny" if _TINY.value else "fashion_mnist")
-    logging.info("demo finished in %.0f s: open %s", time.perf_counter() - start,
-                 pathlib.Path(_WORKDIR.value) / "index.html")
+    workdir = pathlib.Path(flags.FLAGS.workdir)
+    run(workdir, "tiny" if flags.FLAGS.tiny else "fashion_mnist")
+    logging.info("demo finished in %.0f s: open %s", time.perf_counter() - start, workdir / "index.html")
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

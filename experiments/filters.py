@@ -18,7 +18,7 @@ import numpy as np
 from absl import logging
 
 from experiments import visual
-from zfjax import checkpoints, metrics, report, topk, train, visualize, viz
+from zfjax import metrics, report, topk, train, visualize, viz
 
 
 def trained(config: Any, name: str, workdir: pathlib.Path) -> Any:

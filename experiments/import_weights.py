@@ -18,14 +18,6 @@ from absl import app, flags
 
 from zfjax import checkpoints, models, weights
 
-_WEIGHTS = flags.DEFINE_string("weights", None, "A .safetensors, .pth or .pt file of weights in a torch layout.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "An empty (or new) directory to write the checkpoint into.")
-_ARCH = flags.DEFINE_enum("arch", "alexnet_torchvision", sorted(models.ARCHS), "The zfjax architecture.")
-_LAYOUT = flags.DEFINE_enum("layout", None, list(weights.LAYOUTS), "Key layout; guessed from the keys if unset.")
-_NUM_CLASSES = flags.DEFINE_integer("num_classes", 0, "Classes of fc8 (0 = the architecture's default).")
-_STEP = flags.DEFINE_integer("step", 0, "Checkpoint step to write the parameters as.")
-
-
 def import_weights(path: str | os.PathLike, workdir: str | os.PathLike, arch_name: str = "alexnet_torchvision", *,
                    layout: str | None = None, num_classes: int = 0, step: int = 0) -> pathlib.Path:
     """Load `path` with `zfjax.weights.load` for `arch_name` and write it as checkpoint `step` of `workdir`."""
@@ -36,14 +28,25 @@ def import_weights(path: str | os.PathLike, workdir: str | os.PathLike, arch_nam
     return checkpoints.save_params(workdir, params, meta, step)
 
 
+def _define_flags() -> None:
+    """Flags exist only when this module runs as a script, so tests can import several experiment modules."""
+    flags.DEFINE_string("weights", None, "A .safetensors, .pth or .pt file of weights in a torch layout.")
+    flags.DEFINE_string("workdir", None, "An empty (or new) directory to write the checkpoint into.")
+    flags.DEFINE_enum("arch", "alexnet_torchvision", sorted(models.ARCHS), "The zfjax architecture.")
+    flags.DEFINE_enum("layout", None, list(weights.LAYOUTS), "Key layout; guessed from the keys if unset.")
+    flags.DEFINE_integer("num_classes", 0, "Classes of fc8 (0 = the architecture's default).")
+    flags.DEFINE_integer("step", 0, "Checkpoint step to write the parameters as.")
+    flags.mark_flags_as_required(["weights", "workdir"])
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    out = import_weights(_WEIGHTS.value, _WORKDIR.value, _ARCH.value, layout=_LAYOUT.value,
-                         num_classes=_NUM_CLASSES.value, step=_STEP.value)
-    print(f"wrote {_ARCH.value} parameters from {_WEIGHTS.value} to {out}")
+    f = flags.FLAGS
+    out = import_weights(f.weights, f.workdir, f.arch, layout=f.layout, num_classes=f.num_classes, step=f.step)
+    print(f"wrote {f.arch} parameters from {f.weights} to {out}")
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["weights", "workdir"])
+    _define_flags()
     app.run(main)

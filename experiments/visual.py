@@ -6,14 +6,11 @@ Each experiment module has ``run(config, workdir) -> list[report.Figure]`` (it w
 """
 from __future__ import annotations
 
-import pathlib
 import sys
 from typing import Any, Callable, Iterator, NamedTuple
 
 import jax
 import numpy as np
-from absl import app, flags, logging
-from ml_collections import config_flags
 
 from zfjax import checkpoints, models, train, visualize, weights
 from zfjax.data import Data, load as load_data, pipeline
@@ -88,20 +85,6 @@ def pick_maps(top_values: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(alive, min(n, len(alive)), replace=False))
 
 
-def main(run: Callable[[Any, pathlib.Path], Any]) -> None:
-    """Parse ``--config`` and ``--workdir`` and call ``run(config, workdir)``."""
-    workdir = flags.DEFINE_string("workdir", None, "Output directory: figures, results.json, index.html.")
-    config = config_flags.DEFINE_config_file("config", None, "Experiment config (experiments/configs/*.py).",
-                                             lock_config=True)
-
-    def _main(argv: list[str]) -> None:
-        if len(argv) > 1:
-            raise app.UsageError(f"unexpected arguments {argv[1:]}")
-        figures = run(config.value, pathlib.Path(workdir.value))
-        logging.info("wrote %d figures and %s", len(figures), pathlib.Path(workdir.value) / "index.html")
-
-    flags.mark_flags_as_required(["config", "workdir"])
-    app.run(_main)
-
+from experiments.cli import main  # noqa: E402  (re-exported: the visual scripts call visual.main)
 
 __all__ = ["Net", "load_net", "subset", "batches", "images", "pick_maps", "main"]

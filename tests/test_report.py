@@ -1,6 +1,5 @@
 """Atomic outputs and the index.html writer."""
 import json
-import pathlib
 
 import matplotlib
 import numpy as np

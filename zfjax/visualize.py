@@ -13,7 +13,6 @@ import functools
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from zfjax import deconv, models, topk
