@@ -6,16 +6,49 @@ and prints a table and, as its last line, one JSON object with the median times 
 """
 from __future__ import annotations
 
+import argparse
 import collections
 import json
 import os
+import pathlib
 import statistics
 import time
 from typing import Callable
 
+import jax
 import numpy as np
 
 from zfjax import models, weights
+
+CACHE = pathlib.Path(__file__).resolve().parent.parent / ".jax_cache"
+
+
+def use_compile_cache(path: pathlib.Path | str = CACHE) -> None:
+    """JAX's persistent compilation cache (every compiled program kept, however fast it compiled)."""
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def parser(doc: str) -> argparse.ArgumentParser:
+    """Command line shared by the benchmarks: `--quick` (small sizes, few rounds) and `--rounds`."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small sizes / few rounds (smoke runs, benchmarks.all)")
+    p.add_argument("--rounds", type=int, default=None, help="ABAB rounds (>= 5 for a reported number)")
+    return p
+
+
+def zfnet(size: int = 224, batch: int = 1, num_classes: int = 1000, seed: int = 0):
+    """ZFNet with fan-in init (keeps conv5 active with random weights), params, uniform images, the torch twin."""
+    arch = models.get("zfnet", init="fan_in", input_shape=(size, size, 3), num_classes=num_classes)
+    params = models.init(arch, jax.random.key(seed))
+    images = jax.random.uniform(jax.random.key(seed + 1), (batch, size, size, 3), minval=-1.0, maxval=1.0)
+    return arch, params, images, torch_net(arch, params)
+
+
+def warm(fn: Callable[[], object]) -> float:
+    """Seconds of the first call (zfjax: tracing + compilation + one run)."""
+    return timed(fn)
 
 
 def setup_torch():

@@ -4,13 +4,12 @@ Both evaluate p(true class) with a grey (0.0) square at every grid position: 1 +
 returns per-pixel attributions (mean over the squares covering a pixel of p(unoccluded) - p(occluded)); the same
 quantity is computed from zfjax's map to check agreement. zfjax also computes the top label and conv5 feature maps.
 
-Usage: ``python -m benchmarks.occlusion [--patch 48] [--stride 16] [--rounds 5] [--per-eval 48] [--size 224]``
-(``--size 64 --patch 16 --stride 8 --rounds 1`` is a quick smoke run).
+Usage: ``python -m benchmarks.occlusion [--quick] [--patch 48] [--stride 16] [--rounds 5] [--per-eval 48]
+[--size 224]`` (``--size 64 --patch 16 --stride 8 --rounds 1`` is a smoke run).
 The last line printed is the JSON report (see `benchmarks.common.report`).
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import jax
@@ -60,19 +59,19 @@ def bench(patch: int, stride: int, rounds: int, per_eval: int, size: int = 224) 
     err = common.max_rel_err(attribution_from_map(p0, maps.prob_true, image.shape[:2], patch, stride), reference())
     a, b = common.abab(ours, reference, rounds)
     positions = maps.prob_true.size
-    return common.report(f"occlusion_zfnet{size}_patch{patch}_stride{stride}", a, b, err <= 1e-3, compile_s=compile_s,
-                         err=err, positions=positions, per_eval=per_eval)
+    return common.report("occlusion", a, b, err <= 1e-3, compile_s=compile_s, err=err, positions=positions,
+                         per_eval=per_eval, size=size, patch=patch, stride=stride)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patch", type=int, default=48)
-    parser.add_argument("--stride", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=5, help="ABAB rounds (>= 5 for a reported number)")
+    parser = common.parser(__doc__)
+    parser.add_argument("--patch", type=int, default=None, help="48 (quick: 24)")
+    parser.add_argument("--stride", type=int, default=None, help="16 (quick: 8)")
     parser.add_argument("--per-eval", type=int, default=48, help="Captum's perturbations_per_eval")
-    parser.add_argument("--size", type=int, default=224, help="image side (224 for reported numbers)")
+    parser.add_argument("--size", type=int, default=None, help="image side (224 for reported numbers; quick 112)")
     args = parser.parse_args()
-    bench(args.patch, args.stride, args.rounds, args.per_eval, args.size)
+    patch, stride, size = ((24, 8, 112) if args.quick else (48, 16, 224))
+    bench(args.patch or patch, args.stride or stride, args.rounds or 5, args.per_eval, args.size or size)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ activations and switches that `models.apply` returns; tests check that both agre
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -30,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from zfjax import layers, models
+from zfjax import layers, models, occlusion
 
 Array = jax.Array
 RULES = ("deconvnet", "guided", "saliency")
@@ -134,8 +135,8 @@ def _forward(arch, params, x, layer, rule, lcn_rule):
     return jax.vjp(lambda x: models.apply(arch, params, x, upto=layer, ops=ops).acts[layer], x)
 
 
-def _pull_unit(acts: Array, pullback, channel, position) -> Projections:
-    """Seed the chosen unit of each image with its value (all else zero) and pull it back to pixels."""
+def _select(acts: Array, channel, position) -> tuple[Array, Array, Array]:
+    """Per image, the chosen unit's (rows, cols, value): `position`, or the channel's strongest unit when None."""
     n, _, w, _ = acts.shape
     fmap = jnp.take(acts, channel, axis=3)  # (N, H, W); works for a traced channel
     if position is None:
@@ -143,41 +144,148 @@ def _pull_unit(acts: Array, pullback, channel, position) -> Projections:
         rows, cols = flat // w, flat % w
     else:
         rows, cols = jnp.broadcast_to(jnp.asarray(position, jnp.int32), (n, 2)).T
-    images = jnp.arange(n)
-    value = fmap[images, rows, cols]
-    (projection,) = pullback(jnp.zeros_like(acts).at[images, rows, cols, channel].set(value))
-    return Projections(projection, value, jnp.stack([rows, cols], axis=1).astype(jnp.int32))
+    return rows, cols, fmap[jnp.arange(n), rows, cols]
+
+
+class _Cone(NamedTuple):
+    """Static shape of a unit's backward cone at one stage: its input window and the margins its source map needs."""
+    stage: occlusion._Stage
+    length: tuple[int, int]  # input window (rows, cols)
+    before: tuple[int, int]  # zero/-inf margin above/left of the source map, so every window lies inside
+    after: tuple[int, int]
+    source_hw: tuple[int, int]  # the source map's (H, W)
+    out_hw: tuple[int, int]  # the stage's output map (H, W)
+
+
+def _cones(arch: models.Arch, layer: str, input_hw: tuple[int, int]) -> tuple[_Cone, ...]:
+    """The stages up to `layer`, each with the fixed window a single unit of `layer` reads through it."""
+    stages = occlusion._stages(arch)  # the conv and pool steps, shared with occlusion
+    stages = stages[:[st.name for st in stages].index(layer) + 1]
+    shapes = dataclasses.replace(arch, input_shape=(*input_hw, arch.input_shape[2])).shapes()
+    top_hw = shapes[layer][:2]
+    out = []
+    first, last, length = (0, 0), tuple(n - 1 for n in top_hw), (1, 1)  # the top unit's extreme starts, its size
+    for st in reversed(stages):
+        first, last = ([a * st.stride - st.pad for a in s] for s in (first, last))
+        length = tuple((n - 1) * st.stride + st.kernel for n in length)
+        source_hw = tuple(input_hw) if st.source is None else shapes[st.source][:2]
+        out.append(_Cone(st, length, tuple(max(0, -a) for a in first),
+                         tuple(max(0, b + n - m) for b, n, m in zip(last, length, source_hw)), source_hw,
+                         shapes[st.name][:2]))
+    return tuple(reversed(out))
+
+
+def _inside(start: Array, length: tuple[int, int], hw: tuple[int, int]) -> Array:
+    """(rows, cols, 1) mask of the window at `start` that lies inside an (H, W) map."""
+    r, c = (start[i] + jnp.arange(length[i]) for i in range(2))
+    return (((r >= 0) & (r < hw[0]))[:, None] & ((c >= 0) & (c < hw[1]))[None, :])[..., None]
+
+
+def _stage(arch: models.Arch, params: models.Params, ops: layers.Ops, cone: _Cone, out_start: Array,
+           window: Array) -> Array:
+    """One stage on an (h, w, C) input window with the padding already in it (as `models.apply` runs it, `ops`).
+
+    Pool outputs outside the map (a window hanging over the edge) are zeroed before LCN so nothing there is NaN.
+    """
+    st, x = cone.stage, window[None]
+    if not st.pool:
+        return ops.relu(layers.conv(x, params[st.name]["w"], params[st.name]["b"], st.stride, 0))[0]
+    x = ops.max_pool(x, st.kernel, st.stride, False)[0][0]
+    x = jnp.where(_inside(out_start, x.shape[:2], cone.out_hw), x, jnp.zeros((), x.dtype))
+    return ops.lcn(x[None], arch.lcn_size, arch.lcn_k, arch.lcn_alpha, arch.lcn_beta)[0] if st.lcn else x
+
+
+def _canvas(cone: _Cone, source: Array) -> Array:
+    """A stage's source map (N, H, W, C) with the cone's margins: zeros for a conv, -inf for a pool (ceil mode)."""
+    fill = -jnp.inf if cone.stage.pool else 0.0
+    return jnp.pad(source, ((0, 0), *zip(cone.before, cone.after), (0, 0)), constant_values=fill)
+
+
+def _pull_cropped(arch, params, ops, cones, channels, canvases, channel, row, col, value) -> Array:
+    """One image's unit pulled back through its cone only: fixed-size windows per stage, then padded back.
+
+    `channels` is the number of maps of the unit's layer; `canvases` are the stages' source maps of that image with margins (`_canvas`); each stage's VJP runs on the
+    window its part of the cone reads (`dynamic_slice`, so `row`, `col` and `channel` may be traced and vmapped).
+    """
+    g = (jax.nn.one_hot(channel, channels, dtype=value.dtype) * value)[None, None]
+    start = jnp.stack([row, col]).astype(jnp.int32)
+    for cone, canvas in zip(reversed(cones), reversed(canvases)):
+        st = cone.stage
+        in_start = start * st.stride - st.pad
+        corner = (in_start[0] + cone.before[0], in_start[1] + cone.before[1], 0)
+        window = lax.dynamic_slice(canvas, corner, (*cone.length, canvas.shape[2]))
+        _, pull = jax.vjp(functools.partial(_stage, arch, params, ops, cone, start), window)
+        (g,) = pull(g)
+        g = jnp.where(_inside(in_start, cone.length, cone.source_hw), g, jnp.zeros((), g.dtype))
+        start = in_start
+    cone = cones[0]
+    full = lax.dynamic_update_slice(jnp.zeros(canvases[0].shape, g.dtype), g,
+                                    (start[0] + cone.before[0], start[1] + cone.before[1], 0))
+    return full[cone.before[0]:cone.before[0] + cone.source_hw[0], cone.before[1]:cone.before[1] + cone.source_hw[1]]
+
+
+def _projector(arch, params, x, layer, rule, lcn_rule, crop):
+    """`(acts[layer], pull)`: the forward pass once; `pull(channel, rows, cols, values)` projects one unit per image.
+
+    `crop` pulls each unit back through its receptive-field cone only (`_pull_cropped`); otherwise through the
+    whole network's VJP. Both give the same projection.
+    """
+    _check_layer(arch, layer)
+    ops = backward_ops(rule, lcn_rule)
+    if not crop:
+        acts, pullback = _forward(arch, params, x, layer, rule, lcn_rule)
+
+        def pull(channel, rows, cols, value):
+            images = jnp.arange(acts.shape[0])
+            return pullback(jnp.zeros_like(acts).at[images, rows, cols, channel].set(value))[0]
+        return acts, pull
+    fwd = models.apply(arch, params, x, upto=layer)
+    cones = _cones(arch, layer, x.shape[1:3])
+    canvases = tuple(_canvas(c, x if c.stage.source is None else fwd.acts[c.stage.source]) for c in cones)
+
+    def pull(channel, rows, cols, value):
+        one = functools.partial(_pull_cropped, arch, params, ops, cones, fwd.acts[layer].shape[3])
+        return jax.vmap(one, in_axes=(0, None, 0, 0, 0))(canvases, channel, rows, cols, value)
+    return fwd.acts[layer], pull
+
+
+def _pull_unit(acts: Array, pull, channel, position) -> Projections:
+    """Seed the chosen unit of each image with its value (all else zero) and pull it back to pixels."""
+    rows, cols, value = _select(acts, channel, position)
+    return Projections(pull(channel, rows, cols, value), value, jnp.stack([rows, cols], axis=1).astype(jnp.int32))
 
 
 def project(arch: models.Arch, params: models.Params, x: Array, layer: str, channel, *, position=None,
-            rule: str = "deconvnet", lcn_rule: str = "identity") -> Array:
+            rule: str = "deconvnet", lcn_rule: str = "identity", crop: bool = True) -> Array:
     """Project unit (`channel`, `position`) of `layer` of each image in `x` (N, H, W, C) back to pixels (same shape).
 
     `position` None takes each image's strongest activation in that channel; else an (h, w) pair or an (N, 2) array.
     `channel` and `position` may be traced (jit with `arch`, `layer`, `rule`, `lcn_rule` static; vmap over them with
-    `x` unbatched shares the forward pass). A unit whose activation is zero projects to zeros.
+    `x` unbatched shares the forward pass). A unit whose activation is zero projects to zeros. `crop` (default)
+    runs the backward pass only through the unit's receptive-field cone; `crop=False` through the whole network.
     """
     _check_layer(arch, layer)
     models.check_images(arch, x, upto=layer)
     models.check_params(arch, params)
-    acts, pullback = _forward(arch, params, x, layer, rule, lcn_rule)
+    acts, pull = _projector(arch, params, x, layer, rule, lcn_rule, crop)
     _check_unit(layer, acts.shape, channel, position)
-    return _pull_unit(acts, pullback, channel, position).projections
+    return _pull_unit(acts, pull, channel, position).projections
 
 
-@functools.partial(jax.jit, static_argnames=("arch", "layer", "chunk", "rule", "lcn_rule"))
-def _project_channels(arch, params, image, layer, channels, chunk, rule, lcn_rule) -> Projections:
+@functools.partial(jax.jit, static_argnames=("arch", "layer", "chunk", "rule", "lcn_rule", "crop"))
+def _project_channels(arch, params, image, layer, channels, chunk, rule, lcn_rule, crop) -> Projections:
     """One forward pass of `image`, then the channels' projections in vmapped chunks of `chunk` (bounds memory)."""
-    acts, pullback = _forward(arch, params, image[None], layer, rule, lcn_rule)
+    acts, pull = _projector(arch, params, image[None], layer, rule, lcn_rule, crop)
 
     def one(channel):
-        return Projections(*(leaf[0] for leaf in _pull_unit(acts, pullback, channel, None)))
+        return Projections(*(leaf[0] for leaf in _pull_unit(acts, pull, channel, None)))
 
     return lax.map(one, channels, batch_size=chunk)
 
 
 def project_many(arch: models.Arch, params: models.Params, image: Array, layer: str, channels=None, *,
-                 chunk: int = 16, rule: str = "deconvnet", lcn_rule: str = "identity") -> Projections:
+                 chunk: int = 16, rule: str = "deconvnet", lcn_rule: str = "identity",
+                 crop: bool = True) -> Projections:
     """Project the strongest unit of every channel of `layer` (or of `channels`) of ONE image (H, W, C_in).
 
     The forward pass is shared and compiled once; projections are computed `chunk` channels at a time.
@@ -198,7 +306,7 @@ def project_many(arch: models.Arch, params: models.Params, image: Array, layer: 
     if channels.min() < 0 or channels.max() >= num:
         raise ValueError(f"channels {channels.tolist()} out of range: {layer} has {num} channels (0..{num - 1})")
     return _project_channels(arch, params, image, layer, jnp.asarray(channels, jnp.int32), min(chunk, channels.size),
-                             rule, lcn_rule)
+                             rule, lcn_rule, crop)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -21,11 +21,59 @@ Array = jax.Array
 
 
 def conv(x: Array, w: Array, b: Array | None, stride: int, padding: int) -> Array:
-    """2-D convolution, NHWC input and HWIO filters, symmetric zero padding; `b=None` skips the bias."""
-    y = lax.conv_general_dilated(
-        x, w, (stride, stride), ((padding, padding), (padding, padding)),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    """2-D convolution, NHWC input and HWIO filters, symmetric zero padding; `b=None` skips the bias.
+
+    A strided conv's input gradient (its transpose, the deconvnet's filtering) is the sub-pixel form (`_conv_bwd`).
+    """
+    y = strided_conv(x, w, stride, padding) if stride > 1 else _lax_conv(x, w, stride, padding)
     return y if b is None else y + b
+
+
+def _lax_conv(x: Array, w: Array, stride: int, padding: int) -> Array:
+    return lax.conv_general_dilated(x, w, (stride, stride), ((padding, padding), (padding, padding)),
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def strided_conv(x: Array, w: Array, stride: int, padding: int) -> Array:
+    """`lax` convolution whose input gradient is computed by `subpixel_conv_transpose` (same values, faster)."""
+    return _lax_conv(x, w, stride, padding)
+
+
+def _conv_fwd(x, w, stride, padding):
+    return _lax_conv(x, w, stride, padding), (x, w)
+
+
+def _conv_bwd(stride, padding, res, g):
+    x, w = res
+    _, pull_w = jax.vjp(lambda w: _lax_conv(x, w, stride, padding), w)  # XLA drops it when unused (a projection)
+    return subpixel_conv_transpose(g, w, stride, padding, x.shape[1:3]).astype(x.dtype), pull_w(g)[0]
+
+
+strided_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def subpixel_conv_transpose(g: Array, w: Array, stride: int, padding: int, in_hw: tuple[int, int]) -> Array:
+    """Input gradient of a stride-`stride` conv as ONE stride-1 conv into stride^2 * C_in maps + depth-to-space.
+
+    Input pixel t (+ padding) = stride * u + r receives g[u - m] * w[r + stride * m]: per phase r a small
+    correlation with the taps r, r + stride, ...; all phases are the output channels of one convolution (measured
+    1.6x faster than XLA's input-dilated convolution at batch 32 on CPU).
+    """
+    s, k = stride, w.shape[0]
+    m = -(-k // s)  # taps per phase
+    n, oh, ow, cout = g.shape
+    cin = w.shape[2]
+    wp = jnp.pad(w, ((0, s * m - k), (0, s * m - k), (0, 0), (0, 0)))
+    # kernel[jy, jx, co, (ry, rx, ci)] = w[ry + s * (m - 1 - jy), rx + s * (m - 1 - jx), ci, co]
+    sub = wp.reshape(m, s, m, s, cin, cout)[::-1, :, ::-1].transpose(0, 2, 5, 1, 3, 4).reshape(m, m, cout, s * s * cin)
+    units = [-(-(size + padding) // s) for size in in_hw]  # u covers every t + padding < size + padding
+    pads = [(m - 1, u - o) for u, o in zip(units, (oh, ow))]
+    z = lax.conv_general_dilated(g, sub, (1, 1), [(lo, max(hi, 0)) for lo, hi in pads],
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))[:, :units[0], :units[1]]
+    z = z.reshape(n, units[0], units[1], s, s, cin).transpose(0, 1, 3, 2, 4, 5).reshape(n, units[0] * s,
+                                                                                         units[1] * s, cin)
+    return z[:, padding:padding + in_hw[0], padding:padding + in_hw[1]]
 
 
 def pool_output_size(n: int, window: int, stride: int, ceil_mode: bool) -> int:
@@ -101,16 +149,44 @@ def switches_from_offsets(offset: Array, in_width: int, window: int, stride: int
     return rows * in_width + cols
 
 
+def _channel_window_sum(v: Array, before: int, after: int) -> Array:
+    """Sum over maps c-before..c+after of each position (zero outside the maps)."""
+    c = v.shape[-1]
+    padded = jnp.pad(v, ((0, 0),) * (v.ndim - 1) + ((before, after),))
+    return sum(padded[..., i:i + c] for i in range(before + after + 1))
+
+
+def _lcn_scale(x: Array, size: int, k: float, alpha: float) -> Array:
+    """s = k + alpha * (sum of x^2 over the `size` maps around each map)."""
+    half = size // 2
+    return k + alpha * _channel_window_sum(x * x, half, size - 1 - half)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
 def lcn(x: Array, size: int = 5, k: float = 2.0, alpha: float = 1e-4, beta: float = 0.75) -> Array:
     """Krizhevsky's local response normalization across maps: x / (k + alpha * sum_{size nbrs} x^2)^beta.
 
     `alpha` is *not* divided by `size` (torch's `LocalResponseNorm(size, alpha * size, beta, k)` is the same op).
+    Its VJP is the exact gradient written out (autodiff's version ran 5-12x slower on XLA:CPU).
     """
-    c = x.shape[-1]
+    return x * _lcn_scale(x, size, k, alpha) ** -beta
+
+
+def _lcn_fwd(x, size, k, alpha, beta):
+    s = _lcn_scale(x, size, k, alpha)
+    scale = s ** -beta
+    return x * scale, (x, s, scale)
+
+
+def _lcn_bwd(size, k, alpha, beta, res, g):
+    """y_i = x_i s_i^-beta: dx_j = g_j s_j^-beta - 2 alpha beta x_j sum_{i: j in window(i)} g_i x_i s_i^(-beta-1)."""
+    x, s, scale = res
     half = size // 2
-    sq = jnp.pad(x * x, ((0, 0), (0, 0), (0, 0), (half, size - 1 - half)))
-    total = sum(sq[..., i:i + c] for i in range(size))
-    return x / (k + alpha * total) ** beta
+    inner = _channel_window_sum(g * x * scale / s, size - 1 - half, half)
+    return (g * scale - (2 * alpha * beta) * x * inner,)
+
+
+lcn.defvjp(_lcn_fwd, _lcn_bwd)
 
 
 class Ops(NamedTuple):
@@ -140,5 +216,5 @@ def rms(w: Array, axis) -> Array:
     return jnp.sqrt(jnp.mean(jnp.square(w), axis=axis))
 
 
-__all__ = ["conv", "max_pool", "unpool_offsets", "switches_from_offsets", "lcn", "dropout", "Ops", "PLAIN",
+__all__ = ["conv", "strided_conv", "subpixel_conv_transpose", "max_pool", "unpool_offsets", "switches_from_offsets", "lcn", "dropout", "Ops", "PLAIN",
            "pool_output_size", "conv_output_size", "rms"]

@@ -1,0 +1,117 @@
+"""Run every benchmark, each in a fresh subprocess; write `benchmarks/results.md` and the ratio bar chart.
+
+``python -m benchmarks.all --quick`` (small sizes, about 5 minutes on 2 cores) or without ``--quick`` (the reported
+sizes; long: Captum projects 256 units one by one). ``--sweep`` instead times deconv against the number of units
+(1, 8, 32, 256) and occlusion against the number of positions (stride 32, 16, 8), zfjax and the reference, and
+adds the plots to the results. Each benchmark's JSON line is printed as it finishes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+
+from benchmarks import common
+from zfjax import report
+
+HERE = pathlib.Path(__file__).resolve().parent
+TARGETS = {"deconv_layer": 8.0, "deconv_units32": 8.0, "deconv_batch": 3.0, "occlusion": 5.0, "topk_scan": 1.5,
+           "train_step": 1.0, "cold_start": 1 / 1.5}
+RUNS = [("deconv", ["--mode", "layer"]), ("deconv", ["--mode", "units"]), ("deconv", ["--mode", "batch"]),
+        ("occlusion", []), ("topk_scan", []), ("train_step", []), ("cold_start", [])]
+
+
+def run(module: str, args: list[str]) -> dict:
+    """`python -m benchmarks.<module> args` in a fresh process; its JSON last line (output echoed)."""
+    env = dict(os.environ, PYTHONPATH=str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args], env=env, cwd=HERE.parent,
+                         capture_output=True, text=True, check=True).stdout
+    line = out.strip().splitlines()[-1]
+    print(line, flush=True)
+    return json.loads(line)
+
+
+def machine() -> list[tuple[str, str]]:
+    """Machine and versions, for the results header."""
+    import captum
+    import jax
+    import jaxlib
+    import torch
+    return [("machine", f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                        f"{platform.platform()}"),
+            ("load average (1, 5, 15 min)", " ".join(f"{v:.1f}" for v in os.getloadavg())),
+            ("versions", f"jax {jax.__version__}, jaxlib {jaxlib.__version__}, torch {torch.__version__}, "
+                         f"captum {captum.__version__}, python {platform.python_version()}"),
+            ("XLA_FLAGS", os.environ.get("XLA_FLAGS", "(set by zfjax at import)"))]
+
+
+def bar_chart(results: list[dict], path: pathlib.Path) -> None:
+    """Ratios against targets, log scale (cold start's target is the inverse of a slowdown)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    names = [r["benchmark"] for r in results]
+    ax.bar(names, [r["ratio"] for r in results], color=["tab:green" if r["ratio"] >= TARGETS[r["benchmark"]]
+                                                        else "tab:red" for r in results])
+    ax.scatter(names, [TARGETS[n] for n in names], marker="_", s=600, color="black", label="target", zorder=3)
+    ax.set_yscale("log")
+    ax.set_ylabel("reference time / zfjax time")
+    ax.legend()
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    report.save_figure(fig, path)
+
+
+def results_table(results: list[dict]) -> str:
+    rows = [[r["benchmark"], f"{r['zfjax_s']:.4f}", f"{r['reference_s']:.4f}", f"{r['ratio']:.2f}x",
+             f"{TARGETS[r['benchmark']]:.2f}x", "yes" if r["ratio"] >= TARGETS[r["benchmark"]] else "NO",
+             str(r["agree"]), f"{r['compile_s']:.1f}"] for r in results]
+    return report.markdown_table(["benchmark", "zfjax s", "reference s", "ratio", "target", "met", "agree",
+                                  "zfjax compile s"], rows)
+
+
+def sweep(quick: bool) -> str:
+    """Time against work for deconv (units) and occlusion (positions); the plots' markdown."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    size = ["--size", "112"] if quick else []
+    rounds = ["--rounds", "2" if quick else "5"]
+    units = [1, 8, 32] if quick else [1, 8, 32, 256]
+    dec = [run("deconv", ["--mode", "units", "--count", str(n), *size, *rounds]) for n in units]
+    strides = [32, 16, 8]
+    occ = [run("occlusion", ["--stride", str(s), "--patch", "48", *size, *rounds]) for s in strides]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, res, xs, label in ((axes[0], dec, units, "conv5 units projected"),
+                               (axes[1], occ, [r["positions"] for r in occ], "occlusion positions")):
+        ax.loglog(xs, [r["zfjax_s"] for r in res], "o-", label="zfjax")
+        ax.loglog(xs, [r["reference_s"] for r in res], "s-", label="Captum")
+        ax.set_xlabel(label)
+        ax.set_ylabel("seconds")
+        ax.legend()
+    fig.tight_layout()
+    report.save_figure(fig, HERE / "sweep.png")
+    return "## Sweep\n\n![time against work](sweep.png)\n\n" + results_table(dec + occ).replace("NO", "-") + "\n"
+
+
+def main() -> None:
+    parser = common.parser(__doc__)
+    parser.add_argument("--sweep", action="store_true", help="time against work instead of the benchmarks")
+    args = parser.parse_args()
+    head = "\n".join(f"- {k}: {v}" for k, v in machine())
+    if args.sweep:
+        report.write_text(HERE / "sweep.md", f"# zfjax sweep\n\n{head}\n\n{sweep(args.quick)}")
+        return
+    results = [run(m, [*a, *(["--quick"] if args.quick else [])]) for m, a in RUNS]
+    bar_chart(results, HERE / "results.png")
+    mode = "quick sizes (`--quick`)" if args.quick else "full sizes"
+    report.write_text(HERE / "results.md", f"# zfjax benchmarks ({mode})\n\n{head}\n\n{results_table(results)}\n\n"
+                      "![ratios](results.png)\n\n[sweep](sweep.md)\n")
+
+
+if __name__ == "__main__":
+    main()

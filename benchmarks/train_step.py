@@ -1,0 +1,97 @@
+"""One SGD step (momentum 0.9, dropout, filter renormalization): `zfjax.train.train_step` vs the same torch step.
+
+Reports images/s of ZFNet (224x224, batch 32; ``--quick``: 112x112, batch 16) and of the small net (28x28x1,
+batch 128); the JSON ratio is torch's time over zfjax's for ZFNet (the slower and reported case), the small
+net's ratio is an extra field. Agreement: the test-mode loss of both networks on the batch, same weights.
+Usage: ``python -m benchmarks.train_step [--quick] [--rounds 5]``.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from benchmarks import common
+from zfjax import models, train
+
+LR, MOMENTUM, RADIUS = 0.01, 0.9, 0.1
+
+
+def setup(name: str, size: int, batch: int):
+    """Arch, zfjax state and step, batch, and the torch twin with its own step (the same work)."""
+    torch = common.setup_torch()
+    if name == "zfnet":
+        arch = models.get("zfnet", init="fan_in", input_shape=(size, size, 3))
+    else:
+        arch = models.get("small")
+    tx = optax.sgd(LR, momentum=MOMENTUM)
+    state = train.create_state(arch, tx, 0)
+    images = np.asarray(jax.random.uniform(jax.random.key(1), (batch, *arch.input_shape), minval=-1, maxval=1))
+    labels = np.asarray(jax.random.randint(jax.random.key(2), (batch,), 0, arch.num_classes))
+    step = jax.jit(functools.partial(train.train_step, arch=arch, tx=tx, radius=RADIUS), donate_argnums=0)
+    net = common.torch_net(arch, jax.device_get(state.params)).train()
+    opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM)
+    convs = [m for m in net if isinstance(m, torch.nn.Conv2d)]
+    x, y = common.to_nchw(images), torch.tensor(labels, dtype=torch.long)
+
+    def torch_step():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for m in convs:  # the paper's renormalization: filters with RMS above RADIUS scaled back to it
+                rms = m.weight.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
+                m.weight.mul_(torch.where(rms > RADIUS, RADIUS / rms, torch.ones_like(rms)))
+        return float(loss)
+
+    with torch.no_grad():  # agreement: the same network in test mode (the steps' dropout masks differ)
+        ref = float(torch.nn.functional.cross_entropy(net.eval()(x), y))
+    net.train()
+    logits = models.apply(arch, state.params, jnp.asarray(images)).logits
+    err = abs(float(optax.softmax_cross_entropy_with_integer_labels(logits, jnp.asarray(labels)).mean()) - ref) / ref
+    return state, step, {"image": jnp.asarray(images), "label": jnp.asarray(labels)}, torch_step, err
+
+
+def bench_one(name: str, size: int, batch: int, rounds: int) -> tuple[list, list, float, float, float]:
+    """(zfjax seconds, torch seconds, compile seconds, test-mode losses' relative difference)."""
+    state, step, data, torch_step, err = setup(name, size, batch)
+    holder = {"state": state}
+
+    def ours():
+        holder["state"], metrics = step(holder["state"], data)
+        return float(metrics["loss"])
+
+    compile_s = common.timed(lambda: jax.block_until_ready(step.lower(state, data).compile()))
+    ours(), torch_step()
+    a, b = common.abab(ours, torch_step, rounds)
+    return a, b, compile_s, err
+
+
+def bench(size: int, batch: int, rounds: int) -> dict:
+    small = bench_one("small", 28, 128, rounds)
+    zf = bench_one("zfnet", size, batch, rounds)
+    med = lambda v: float(np.median(v))  # noqa: E731
+    extra = {"zfnet_images_per_s": batch / med(zf[0]), "torch_zfnet_images_per_s": batch / med(zf[1]),
+             "small_images_per_s": 128 / med(small[0]), "torch_small_images_per_s": 128 / med(small[1]),
+             "small_ratio": med(small[1]) / med(small[0]), "size": size, "batch": batch}
+    print(f"small net: zfjax {extra['small_images_per_s']:.0f} images/s, torch "
+          f"{extra['torch_small_images_per_s']:.0f} images/s (ratio {extra['small_ratio']:.2f}x)")
+    err = max(zf[3], small[3])
+    return common.report("train_step", zf[0], zf[1], err <= 1e-4, compile_s=zf[2], err=err, **extra)
+
+
+def main() -> None:
+    parser = common.parser(__doc__)
+    parser.add_argument("--size", type=int, default=None, help="ZFNet image side (224; quick 112)")
+    parser.add_argument("--batch", type=int, default=None, help="ZFNet batch (32; quick 16)")
+    args = parser.parse_args()
+    size, batch = (112, 16) if args.quick else (224, 32)
+    bench(args.size or size, args.batch or batch, args.rounds or 5)
+
+
+if __name__ == "__main__":
+    main()

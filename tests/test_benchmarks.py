@@ -1,0 +1,46 @@
+"""Smoke test of the benchmarks on tiny sizes: each runs, agrees with its reference and prints its JSON last line."""
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("captum")
+
+CASES = {
+    "deconv_layer": ("deconv", ["--mode", "layer", "--size", "64", "--count", "3"]),
+    "deconv_units32": ("deconv", ["--mode", "units", "--size", "64", "--count", "3"]),
+    "deconv_batch": ("deconv", ["--mode", "batch", "--size", "64", "--count", "2"]),
+    "occlusion": ("occlusion", ["--size", "64", "--patch", "16", "--stride", "16"]),
+    "topk_scan": ("topk_scan", ["--size", "64", "--images", "40"]),
+    "cold_start": ("cold_start", ["--size", "64"]),
+    "train_step": ("train_step", ["--size", "64", "--batch", "4"]),
+}
+
+
+def _run(module: str, args: list[str], capsys, monkeypatch) -> dict:
+    import importlib
+    mod = importlib.import_module(f"benchmarks.{module}")
+    monkeypatch.setattr(sys, "argv", [module, *args, "--rounds", "1"])
+    mod.main()
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_benchmark_runs_and_agrees(name, capsys, monkeypatch):
+    out = _run(*CASES[name], capsys, monkeypatch)
+    assert out["benchmark"] == name and out["agree"] is True, out
+    assert out["zfjax_s"] > 0 and out["reference_s"] > 0
+    assert out["ratio"] == pytest.approx(out["reference_s"] / out["zfjax_s"])
+
+
+def test_results_table_marks_missed_targets():
+    from benchmarks import all as bench_all
+    rows = [{"benchmark": "topk_scan", "zfjax_s": 2.0, "reference_s": 1.0, "ratio": 0.5, "agree": True,
+             "compile_s": 1.0},
+            {"benchmark": "occlusion", "zfjax_s": 1.0, "reference_s": 6.0, "ratio": 6.0, "agree": True,
+             "compile_s": 1.0}]
+    lines = bench_all.results_table(rows).splitlines()
+    assert "| NO |" in lines[2] and "| yes |" in lines[3]

@@ -1,0 +1,87 @@
+"""The fast formulations behind projections and training give the same numbers as the plain ones.
+
+- `deconv.project` crops each unit's backward pass to its receptive-field cone: equal to the whole-network VJP
+  (`crop=False`) for every layer, rule and LCN rule, at corners and edges, under jit and vmap;
+- `layers.conv`'s stride > 1 input gradient is the sub-pixel form: equal to `jax.vjp` of `lax.conv` (input and
+  filter gradients);
+- `layers.lcn`'s hand-written VJP: equal to autodiff of the formula.
+"""
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from zfjax import deconv, layers, models
+
+
+@pytest.fixture(autouse=True, scope="module")
+def float32_convolutions():
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
+def _close(got, want, tol=1e-5):
+    scale = float(jnp.abs(want).max())
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol * scale + 1e-30)
+
+
+def test_cropped_projection_equals_whole_network_vjp():
+    """ZFNet at 67x67: stride-2 convs, ceil pools with partial windows; a conv, a pool with LCN, the top layer."""
+    arch = models.get("zfnet", init="fan_in", input_shape=(67, 67, 3), num_classes=10)
+    params = models.init(arch, jax.random.key(0))
+    params = {n: {"w": p["w"], "b": p["b"] + 0.05} for n, p in params.items()}
+    x = jax.random.uniform(jax.random.key(1), (2, *arch.input_shape), minval=-1.0, maxval=1.0)
+    combos = itertools.cycle(itertools.product(deconv.RULES, deconv.LCN_RULES))
+    for layer in ("conv1", "pool2", "conv5"):
+        h, w = arch.shapes()[layer][:2]
+        for position in (None, np.array([[0, 0], [h - 1, w - 1]]), np.array([[h - 1, 0], [h // 2, w - 1]])):
+            rule, lcn_rule = next(combos)
+            kw = dict(position=position, rule=rule, lcn_rule=lcn_rule)
+            want = deconv.project(arch, params, x, layer, 3, crop=False, **kw)
+            got = deconv.project(arch, params, x, layer, 3, **kw)
+            assert np.all(np.isfinite(np.asarray(got)))
+            _close(got, want)
+
+
+def test_cropped_projection_under_jit_vmap_matches_project_many():
+    arch = models.get("zfnet", init="fan_in", input_shape=(67, 67, 3), num_classes=10)
+    params = models.init(arch, jax.random.key(2))
+    image = jax.random.uniform(jax.random.key(3), (67, 67, 3), minval=-1.0, maxval=1.0)
+    channels = jnp.arange(12)
+    user = jax.jit(jax.vmap(lambda p, c: deconv.project(arch, p, image[None], "conv5", c, lcn_rule="gradient")[0],
+                            in_axes=(None, 0)))
+    many = deconv.project_many(arch, params, image, "conv5", np.arange(12), lcn_rule="gradient", crop=False)
+    _close(user(params, channels), many.projections)
+
+
+@pytest.mark.parametrize("hw, kernel, stride, padding", [
+    ((32, 33), 7, 2, 1), ((21, 21), 5, 2, 0), ((17, 16), 3, 2, 1), ((19, 20), 4, 3, 2), ((12, 12), 2, 2, 0)])
+def test_subpixel_conv_vjp_equals_lax_vjp(hw, kernel, stride, padding):
+    x = jax.random.normal(jax.random.key(4), (2, *hw, 3))
+    w = jax.random.normal(jax.random.key(5), (kernel, kernel, 3, 5))
+    plain = lambda x, w: lax.conv_general_dilated(x, w, (stride, stride), [(padding, padding)] * 2,  # noqa: E731
+                                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y, pull = jax.vjp(plain, x, w)
+    g = jax.random.normal(jax.random.key(6), y.shape)
+    y2, pull2 = jax.vjp(lambda x, w: layers.conv(x, w, None, stride, padding), x, w)
+    np.testing.assert_array_equal(y2, y)
+    (dx, dw), (dx2, dw2) = pull(g), pull2(g)
+    _close(dx2, dx, 1e-6)
+    _close(dw2, dw, 1e-6)
+
+
+def test_lcn_vjp_equals_autodiff_of_the_formula():
+    v = jax.random.normal(jax.random.key(7), (2, 3, 3, 9)) * 30
+    g = jax.random.normal(jax.random.key(8), v.shape)
+    for size, k, alpha, beta in ((5, 2.0, 1e-3, 0.75), (4, 1.0, 1e-2, 0.5)):
+        def formula(a):
+            sq = jnp.pad(a * a, ((0, 0),) * 3 + ((size // 2, size - 1 - size // 2),))
+            return a / (k + alpha * sum(sq[..., i:i + a.shape[-1]] for i in range(size))) ** beta
+        y, pull = jax.vjp(lambda a: layers.lcn(a, size, k, alpha, beta), v)
+        _close(y, formula(v), 1e-6)
+        _close(pull(g)[0], jax.vjp(formula, v)[1](g)[0], 1e-5)
