@@ -14,11 +14,10 @@ import pathlib
 import time
 from typing import Any
 
-import numpy as np
 
 from experiments import cli
 from experiments.configs import ablation
-from zfjax import ablations, checkpoints, models, report, train
+from zfjax import ablations, checkpoints, models, report, train, viz
 from zfjax.data import load as load_data, pipeline
 
 # The paper's Table 3 rows given in PAPER.md (error %: train top-1, val top-1, val top-5). The base row is the
@@ -59,19 +58,9 @@ def train_variant(config: Any, workdir: pathlib.Path, train_eval_subset: int) ->
 
 def figure(names: list[str], results: dict[str, dict[str, float]]):
     """Grouped bars of the three error rates per variant."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(1.1 * len(names) + 2, 3.5))
-    x = np.arange(len(names))
-    for k, (key, label) in enumerate((("train_top1", "train top-1"), ("val_top1", "val top-1"),
-                                      ("val_top5", "val top-5"))):
-        ax.bar(x + (k - 1) * 0.27, [100 * (1 - results[n][key]) for n in names], 0.27, label=label)
-    ax.set_xticks(x, names, rotation=30, ha="right")
-    ax.set_ylabel("error (%)")
-    ax.legend()
-    ax.grid(axis="y", alpha=0.3)
-    return fig
+    keys = (("train_top1", "train top-1"), ("val_top1", "val top-1"), ("val_top5", "val top-5"))
+    return viz.grouped_bars(names, {label: [100 * (1 - results[n][key]) for n in names] for key, label in keys},
+                            ylabel="error (%)")
 
 
 def run(config: Any, workdir: pathlib.Path) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from experiments import cli
-from zfjax import features, report, transfer
+from zfjax import features, report, transfer, viz
 from zfjax.data import transfer as transfer_data
 
 # The paper's Table 7 (accuracy %, Caltech-101 at 30/class, Caltech-256 at 60/class), by paper layer number.
@@ -55,31 +55,16 @@ def layer_accuracies(config: Any, feats: np.ndarray, labels: np.ndarray, num_cla
 
 def figure(config: Any, layers: tuple[str, ...], acc: dict[str, dict[str, list[float]]]):
     """Accuracy against depth, one line per classifier (mean ± std over splits)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
     depth = np.arange(1, len(layers) + 1)
-    for k in CLASSIFIERS:
-        a = 100 * np.array([acc[layer][k] for layer in layers])
-        ax.errorbar(depth, a.mean(1), yerr=a.std(1), marker="o", capsize=3, label=k)
-    ax.set_xticks(depth, [f"{d}\n{layer}" for d, layer in zip(depth, layers)])
-    ax.set_xlabel("layer")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{config.dataset}, {config.shots} training images per class")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return fig
+    return viz.accuracy_curves(depth, {k: [acc[layer][k] for layer in layers] for k in CLASSIFIERS}, xlabel="layer",
+                               title=f"{config.dataset}, {config.shots} training images per class",
+                               xticklabels=[f"{d}\n{layer}" for d, layer in zip(depth, layers)])
 
 
 def run(config: Any, workdir: pathlib.Path) -> dict[str, Any]:
     """The whole experiment (see the module docstring); returns what it writes to results.json."""
-    data = transfer.load_dataset(config.dataset, config.data_dir)
-    net = transfer.load_pretrained(config.pretrain, config.pretrain_workdir, train_if_missing=config.train_if_missing)
-    if config.hashes_file:
-        data, _ = transfer_data.drop_duplicates(data, transfer.read_hashes(config.hashes_file))
+    data, net, x, _ = transfer.prepare(config)
     layers = tuple(config.layers) or transfer.paper_layers(net.arch)
-    x = net.inputs([data.images[i] for i in range(len(data.labels))])
     acc, dims = {}, {}
     for layer in layers:
         grid = min(config.grid, *net.arch.shapes()[layer][:2]) if len(net.arch.shapes()[layer]) == 3 else None

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from experiments import cli
-from zfjax import report, transfer
+from zfjax import report, transfer, viz
 from zfjax.data import transfer as transfer_data
 
 # The paper's accuracies (%, mean ± std over 5 splits) per dataset and N: (pre-trained + softmax, from scratch).
@@ -70,30 +70,16 @@ def table(config: Any, runs: dict[int, list[dict[str, float]]], layer: str) -> t
 
 def figure(config: Any, runs: dict[int, list[dict[str, float]]], layer: str):
     """Fig. 9's curve: test accuracy against training images per class, mean ± std over splits."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for kind, label in (("pretrained", f"frozen up to {layer} + softmax"), ("scratch", "from scratch")):
-        if kind in runs[config.shots[0]][0]:
-            acc = np.array([[100 * r[kind] for r in runs[n]] for n in config.shots])
-            ax.errorbar(config.shots, acc.mean(1), yerr=acc.std(1), marker="o", capsize=3, label=label)
-    ax.set_xlabel("training images per class")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"transfer to {config.dataset}")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return fig
+    kinds = (("pretrained", f"frozen up to {layer} + softmax"), ("scratch", "from scratch"))
+    series = {label: [[r[kind] for r in runs[n]] for n in config.shots]
+              for kind, label in kinds if kind in runs[config.shots[0]][0]}
+    return viz.accuracy_curves(config.shots, series, xlabel="training images per class",
+                               title=f"transfer to {config.dataset}")
 
 
 def run(config: Any, workdir: pathlib.Path) -> dict[str, Any]:
     """The whole experiment (see the module docstring); returns what it writes to results.json."""
-    data = transfer.load_dataset(config.dataset, config.data_dir)
-    net = transfer.load_pretrained(config.pretrain, config.pretrain_workdir, train_if_missing=config.train_if_missing)
-    dropped = 0
-    if config.hashes_file:
-        data, dropped = transfer_data.drop_duplicates(data, transfer.read_hashes(config.hashes_file))
-    x = net.inputs([data.images[i] for i in range(len(data.labels))])
+    data, net, x, dropped = transfer.prepare(config)
     layer = config.layer or net.arch.fcs[-1].name
     feats = transfer.extract_all(net.arch, net.params, x, layer, batch_size=config.batch_size, grid=config.grid)
     num_classes = len(data.classes)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from experiments import cli
-from zfjax import report, transfer
+from zfjax import report, transfer, viz
 from zfjax.data import transfer as transfer_data
 
 # The paper's Table 6 (AP %, VOC 2012 test), in the order of TFDS's class names; mean 79.0.
@@ -35,17 +35,9 @@ def features(net: transfer.Pretrained, data: transfer_data.Labelled, batch_size:
 
 def figure(classes: tuple[str, ...], ap: np.ndarray):
     """Per-class AP, ours beside the paper's."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(10, 3.5))
-    x = np.arange(len(classes))
-    ax.bar(x - 0.2, 100 * np.nan_to_num(ap), 0.4, label="ours (validation)")
-    ax.bar(x + 0.2, [PAPER.get(c, np.nan) for c in classes], 0.4, label="paper (test)")
-    ax.set_xticks(x, classes, rotation=45, ha="right")
-    ax.set_ylabel("average precision (%)")
-    ax.legend()
-    return fig
+    return viz.grouped_bars(classes, {"ours (validation)": 100 * np.nan_to_num(ap),
+                                      "paper (test)": [PAPER.get(c, np.nan) for c in classes]},
+                            ylabel="average precision (%)", rotation=45)
 
 
 def run(config: Any, workdir: pathlib.Path) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from zfjax.viz import _pyplot, _show, normalize_projection
+from zfjax.viz import _show, normalize_projection, pyplot
 
 TRANSFORM_TITLES = {"translate": "vertical translation (pixels)", "scale": "scale (factor)",
                     "rotate": "rotation (degrees)"}
@@ -19,7 +19,7 @@ def invariance_figure(sweeps: Sequence, layer_titles: Mapping[str, str], names: 
     image. `sweeps` are `zfjax.invariance.Sweep`s, `names` the legend (one per image), `examples[kind]` a
     (values, images in [0, 1]) pair of a few transformed versions of the first image.
     """
-    plt = _pyplot()
+    plt = pyplot()
     rows = len(layer_titles) + 1
     fig = plt.figure(figsize=(4.4 * len(sweeps), 1.3 + 2.7 * rows))
     outer = fig.add_gridspec(rows + 1, len(sweeps), height_ratios=[0.6] + [1] * rows, hspace=0.5, wspace=0.28)
@@ -78,7 +78,7 @@ def occlusion_figure(panels: Sequence[OcclusionPanel], class_names: Sequence[str
     """Fig. 7, one row per image: (a) the image with the grey square, (b) the layer's strongest map (unoccluded),
     (c) its total activation against the square's position, (d) its projections with the square at a few
     positions, (e) p(true class) and (f) the most probable class against the square's position (legend: names)."""
-    plt = _pyplot()
+    plt = pyplot()
     import matplotlib.patches as mpatches
     from matplotlib.colors import ListedColormap
     fig = plt.figure(figsize=(19, 3.3 * len(panels)))
@@ -123,7 +123,7 @@ def occlusion_figure(panels: Sequence[OcclusionPanel], class_names: Sequence[str
 
 def masks_figure(masked: Mapping[str, np.ndarray], names: Sequence[str]):
     """Rows: parts (name -> (N, H, W, C) masked images in [0, 1]); columns: the images (`names`)."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(names)
     fig, axes = plt.subplots(len(masked), n, figsize=(1.6 * n + 1.2, 1.7 * len(masked)), squeeze=False)
     for r, (part, images) in enumerate(masked.items()):

@@ -14,7 +14,7 @@ import math
 import pathlib
 from typing import Any
 
-from zfjax import report
+from zfjax import report, viz
 
 METRICS_FILE, CURVES_FILE = "metrics.jsonl", "learning_curves.png"
 
@@ -82,10 +82,7 @@ def read(path: str | pathlib.Path) -> dict[str, dict[int, float]]:
 
 def plot_learning_curves(workdir: str | pathlib.Path) -> pathlib.Path:
     """Train loss and train/eval top-1 error against step, from ``metrics.jsonl`` to ``learning_curves.png``."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = viz.pyplot()
     workdir = pathlib.Path(workdir)
     series = read(workdir / METRICS_FILE)
     fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 3.8))

@@ -267,3 +267,22 @@ def read_hashes(path: str | pathlib.Path) -> set[str]:
     if not path.is_file():
         raise FileNotFoundError(f"hash list {path} does not exist (one image_hash per line)")
     return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+
+
+class Prepared(NamedTuple):
+    """A transfer experiment's inputs: the dataset (de-duplicated), the pre-trained net, and the network inputs."""
+    data: transfer_data.Labelled
+    net: Pretrained
+    x: np.ndarray
+    dropped: int
+
+
+def prepare(config: Any) -> Prepared:
+    """Load ``config.dataset`` and the net of ``config.pretrain_workdir``, drop images listed in
+    ``config.hashes_file`` (if set), and turn the images into the net's input space."""
+    data = load_dataset(config.dataset, config.data_dir)
+    net = load_pretrained(config.pretrain, config.pretrain_workdir, train_if_missing=config.train_if_missing)
+    dropped = 0
+    if config.hashes_file:
+        data, dropped = transfer_data.drop_duplicates(data, read_hashes(config.hashes_file))
+    return Prepared(data, net, net.inputs([data.images[i] for i in range(len(data.labels))]), dropped)

@@ -17,7 +17,7 @@ def normalize_projection(p) -> np.ndarray:
     return 0.5 + 0.5 * p / np.where(peak > 0, peak, 1.0)
 
 
-def _pyplot():
+def pyplot():
     """matplotlib's pyplot on the file-only Agg backend (figures are saved, never shown)."""
     import matplotlib
     matplotlib.use("Agg")
@@ -64,7 +64,7 @@ def _show(ax, image: np.ndarray, title: str = "") -> None:
 def top9_figure(projections, patches, title: str, per_row: int = 4):
     """Fig. 2 for one layer: left, each map's top-9 projections as a 3x3 block; right, the image patches in the
     same places. `projections` (maps, k, S, S, C) raw (each normalized here); `patches` the same shape in [0, 1]."""
-    plt = _pyplot()
+    plt = pyplot()
     left = block_mosaic(normalize_projection(projections), per_row)
     right = block_mosaic(patches, per_row)
     fig, axes = plt.subplots(1, 2, figsize=(12, 6 * left.shape[0] / left.shape[1] + 0.6))
@@ -77,7 +77,7 @@ def top9_figure(projections, patches, title: str, per_row: int = 4):
 
 def filter_grid(w, title: str):
     """First-layer filters (HWIO, 1 or 3 input channels) as a grid, each contrast-stretched on its own."""
-    plt = _pyplot()
+    plt = pyplot()
     w = np.asarray(w, np.float32)
     n = w.shape[-1]
     lo, hi = w.min(axis=(0, 1, 2), keepdims=True), w.max(axis=(0, 1, 2), keepdims=True)
@@ -96,7 +96,7 @@ def filter_grid(w, title: str):
 def evolution_figure(columns: dict, epochs, title: str):
     """Fig. 4: per layer a panel, one row per feature map, one column per epoch; `columns` maps a layer name to its
     raw projections (maps, epochs, S, S, C), each normalized here."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = max(t.shape[0] for t in columns.values())
     fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 3.2 * rows / len(epochs) + 1.2),
                              squeeze=False)
@@ -117,7 +117,7 @@ def evolution_figure(columns: dict, epochs, title: str):
 def spectrum_figure(freqs, spectra: dict, mean_freqs: dict, title: str):
     """Fig. 6's frequency argument: left, the first-layer filters' radially averaged power spectrum (mean over
     filters, each normalized to sum 1) per net; right, the histogram of each filter's mean frequency."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     for name, power in spectra.items():
         left.plot(freqs, np.asarray(power).mean(0), marker="o", ms=3, label=name)
@@ -135,3 +135,31 @@ def spectrum_figure(freqs, spectra: dict, mean_freqs: dict, title: str):
 
 __all__ = ["normalize_projection", "mosaic", "block_mosaic", "top9_figure", "filter_grid", "evolution_figure",
            "spectrum_figure"]
+
+
+def accuracy_curves(x, series, *, xlabel: str, title: str, xticklabels=None, ylabel: str = "test accuracy (%)"):
+    """One error-bar line per named series of fractions shaped (len(x), splits): mean ± std in percent."""
+    fig, ax = pyplot().subplots(figsize=(5.5, 3.5))
+    for label, values in series.items():
+        a = 100 * np.asarray(values, np.float64)
+        ax.errorbar(x, a.mean(1), yerr=a.std(1), marker="o", capsize=3, label=label)
+    if xticklabels is not None:
+        ax.set_xticks(x, xticklabels)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def grouped_bars(names, series, *, ylabel: str, rotation: int = 30):
+    """Bars of several named series side by side for each of `names` (values already in display units)."""
+    fig, ax = pyplot().subplots(figsize=(max(5.0, 0.45 * len(names) * len(series) + 2), 3.5))
+    x = np.arange(len(names))
+    width = 0.8 / len(series)
+    for k, (label, values) in enumerate(series.items()):
+        ax.bar(x + (k - (len(series) - 1) / 2) * width, values, width, label=label)
+    ax.set_xticks(x, names, rotation=rotation, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    return fig
