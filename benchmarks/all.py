@@ -79,12 +79,11 @@ def sweep(quick: bool) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    size = ["--size", "112"] if quick else []
     rounds = ["--rounds", "2" if quick else "5"]
     units = [1, 8, 32] if quick else [1, 8, 32, 256]
-    dec = [run("deconv", ["--mode", "units", "--count", str(n), *size, *rounds]) for n in units]
+    dec = [run("deconv", ["--mode", "units", "--count", str(n), *rounds]) for n in units]
     strides = [32, 16, 8]
-    occ = [run("occlusion", ["--stride", str(s), "--patch", "48", *size, *rounds]) for s in strides]
+    occ = [run("occlusion", ["--stride", str(s), "--patch", "48", *rounds]) for s in strides]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for ax, res, xs, label in ((axes[0], dec, units, "conv5 units projected"),
                                (axes[1], occ, [r["positions"] for r in occ], "occlusion positions")):
@@ -109,8 +108,9 @@ def main() -> None:
     results = [run(m, [*a, *(["--quick"] if args.quick else [])]) for m, a in RUNS]
     bar_chart(results, HERE / "results.png")
     mode = "quick sizes (`--quick`)" if args.quick else "full sizes"
+    gpu = HERE / "gpu_results.md"  # written by hand from a `benchmarks.gpu` run on the device machine
     report.write_text(HERE / "results.md", f"# zfjax benchmarks ({mode})\n\n{head}\n\n{results_table(results)}\n\n"
-                      "![ratios](results.png)\n\n[sweep](sweep.md)\n")
+                      "![ratios](results.png)\n\n[sweep](sweep.md)\n\n" + (gpu.read_text() if gpu.exists() else ""))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@
   Captum call whose neuron selector takes each image's maximum of that channel.
 
 Both sides backpropagate through LCN (Captum runs nn.LocalResponseNorm's gradient): ``lcn_rule="gradient"``.
-Usage: ``python -m benchmarks.deconv --mode layer|units|batch [--quick] [--rounds 5] [--size 224] [--count N]``.
+Usage: ``python -m benchmarks.deconv --mode layer|units|batch [--quick] [--rounds 5] [--size 224] [--count N]``
+(``--quick``: the layer benchmark on 32 of the 256 channels; Captum projects units one by one).
 The last line printed is the JSON report (see `benchmarks.common.report`).
 """
 from __future__ import annotations
@@ -93,11 +94,11 @@ def main() -> None:
     parser = common.parser(__doc__)
     parser.add_argument("--mode", choices=tuple(NAMES), default="layer")
     parser.add_argument("--count", type=int, default=None, help="units (layer, units) or images (batch)")
-    parser.add_argument("--size", type=int, default=None, help="image side (224 for reported numbers; quick 112)")
+    parser.add_argument("--size", type=int, default=224, help="image side (224 for reported numbers)")
     args = parser.parse_args()
     common.setup_torch()
-    count = args.count or (8 if args.quick else COUNTS[args.mode])
-    bench(args.mode, count, args.rounds or 5, args.size or (112 if args.quick else 224))
+    count = args.count or (32 if args.quick else COUNTS[args.mode])  # quick: 32 of the 256 conv5 channels
+    bench(args.mode, count, args.rounds or 5, args.size)
 
 
 if __name__ == "__main__":

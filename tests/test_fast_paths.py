@@ -1,7 +1,7 @@
 """The fast formulations behind projections and training give the same numbers as the plain ones.
 
 - `deconv.project` crops each unit's backward pass to its receptive-field cone: equal to the whole-network VJP
-  (`crop=False`) for every layer, rule and LCN rule, at corners and edges, under jit and vmap;
+  (`crop=False`) for a conv, a pool and the top layer, rule and LCN rule, at corners and edges, under jit and vmap;
 - `layers.conv`'s stride > 1 input gradient is the sub-pixel form: equal to `jax.vjp` of `lax.conv` (input and
   filter gradients);
 - `layers.lcn`'s hand-written VJP: equal to autodiff of the formula.
@@ -43,7 +43,7 @@ def test_cropped_projection_equals_whole_network_vjp():
             rule, lcn_rule = next(combos)
             kw = dict(position=position, rule=rule, lcn_rule=lcn_rule)
             want = deconv.project(arch, params, x, layer, 3, crop=False, **kw)
-            got = deconv.project(arch, params, x, layer, 3, **kw)
+            got = deconv.project(arch, params, x, layer, 3, crop=True, **kw)
             assert np.all(np.isfinite(np.asarray(got)))
             _close(got, want)
 
@@ -53,8 +53,8 @@ def test_cropped_projection_under_jit_vmap_matches_project_many():
     params = models.init(arch, jax.random.key(2))
     image = jax.random.uniform(jax.random.key(3), (67, 67, 3), minval=-1.0, maxval=1.0)
     channels = jnp.arange(12)
-    user = jax.jit(jax.vmap(lambda p, c: deconv.project(arch, p, image[None], "conv5", c, lcn_rule="gradient")[0],
-                            in_axes=(None, 0)))
+    user = jax.jit(jax.vmap(lambda p, c: deconv.project(arch, p, image[None], "conv5", c, lcn_rule="gradient",
+                                                        crop=True)[0], in_axes=(None, 0)))
     many = deconv.project_many(arch, params, image, "conv5", np.arange(12), lcn_rule="gradient", crop=False)
     _close(user(params, channels), many.projections)
 
