@@ -94,7 +94,18 @@ def sweep(quick: bool) -> str:
         ax.legend()
     fig.tight_layout()
     report.save_figure(fig, HERE / "sweep.png")
-    return "## Sweep\n\n![time against work](sweep.png)\n\n" + results_table(dec + occ).replace("NO", "-") + "\n"
+    return "## Sweep\n\n![time against work](sweep.png)\n\n" + sweep_table(dec, units, occ) + "\n"
+
+
+def sweep_table(dec: list[dict], units: list[int], occ: list[dict]) -> str:
+    """Markdown rows: work (units or positions), both times, ratio, agreement."""
+    rows = [[f"deconv, {n} conv5 units", *_cells(r)] for n, r in zip(units, dec)]
+    rows += [[f"occlusion, stride {r['stride']}: {r['positions']} positions", *_cells(r)] for r in occ]
+    return report.markdown_table(["work", "zfjax s", "reference s", "ratio", "agree"], rows)
+
+
+def _cells(r: dict) -> list[str]:
+    return [f"{r['zfjax_s']:.4f}", f"{r['reference_s']:.4f}", f"{r['ratio']:.2f}x", str(r["agree"])]
 
 
 def main() -> None:
