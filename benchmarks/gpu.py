@@ -16,7 +16,7 @@ import numpy as np
 import optax
 
 from benchmarks import common, deconv as bench_deconv
-from zfjax import deconv, models, topk
+from zfjax import models, topk
 
 
 def _median(fn, rounds: int) -> tuple[float, float]:

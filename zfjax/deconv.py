@@ -204,7 +204,8 @@ def _canvas(cone: _Cone, source: Array) -> Array:
 def _pull_cropped(arch, params, ops, cones, channels, canvases, channel, row, col, value) -> Array:
     """One image's unit pulled back through its cone only: fixed-size windows per stage, then padded back.
 
-    `channels` is the number of maps of the unit's layer; `canvases` are the stages' source maps of that image with margins (`_canvas`); each stage's VJP runs on the
+    `channels` is the number of maps of the unit's layer;
+    `canvases` are the stages' source maps of that image with margins (`_canvas`); each stage's VJP runs on the
     window its part of the cone reads (`dynamic_slice`, so `row`, `col` and `channel` may be traced and vmapped).
     """
     g = (jax.nn.one_hot(channel, channels, dtype=value.dtype) * value)[None, None]

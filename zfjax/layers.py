@@ -216,5 +216,6 @@ def rms(w: Array, axis) -> Array:
     return jnp.sqrt(jnp.mean(jnp.square(w), axis=axis))
 
 
-__all__ = ["conv", "strided_conv", "subpixel_conv_transpose", "max_pool", "unpool_offsets", "switches_from_offsets", "lcn", "dropout", "Ops", "PLAIN",
+__all__ = ["conv", "strided_conv", "subpixel_conv_transpose",
+           "max_pool", "unpool_offsets", "switches_from_offsets", "lcn", "dropout", "Ops", "PLAIN",
            "pool_output_size", "conv_output_size", "rms"]
