@@ -31,7 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from zfjax import layers, models, occlusion
+from zfjax import layers, models
+from zfjax import receptive_field as rf
 
 Array = jax.Array
 RULES = ("deconvnet", "guided", "saliency")
@@ -149,7 +150,7 @@ def _select(acts: Array, channel, position) -> tuple[Array, Array, Array]:
 
 class _Cone(NamedTuple):
     """Static shape of a unit's backward cone at one stage: its input window and the margins its source map needs."""
-    stage: occlusion._Stage
+    stage: rf.Stage
     length: tuple[int, int]  # input window (rows, cols)
     before: tuple[int, int]  # zero/-inf margin above/left of the source map, so every window lies inside
     after: tuple[int, int]
@@ -159,7 +160,7 @@ class _Cone(NamedTuple):
 
 def _cones(arch: models.Arch, layer: str, input_hw: tuple[int, int]) -> tuple[_Cone, ...]:
     """The stages up to `layer`, each with the fixed window a single unit of `layer` reads through it."""
-    stages = occlusion._stages(arch)  # the conv and pool steps, shared with occlusion
+    stages = rf.stages(arch)  # the conv and pool steps, shared with occlusion
     stages = stages[:[st.name for st in stages].index(layer) + 1]
     shapes = dataclasses.replace(arch, input_shape=(*input_hw, arch.input_shape[2])).shapes()
     top_hw = shapes[layer][:2]

@@ -25,6 +25,7 @@ import numpy as np
 from jax import lax
 
 from zfjax import layers, models
+from zfjax import receptive_field as rf
 
 Array = jax.Array
 METHODS = ("incremental", "brute")
@@ -36,29 +37,6 @@ class Maps(NamedTuple):
     top_label: np.ndarray
     feature: np.ndarray
     channel: int
-
-
-class _Stage(NamedTuple):
-    """One spatial step of the net: a conv (+ReLU) or a pool (+LCN); `source` is its input activation (None: image)."""
-    name: str
-    source: str | None
-    kernel: int
-    stride: int
-    pad: int
-    pool: bool
-    lcn: bool
-
-
-def _stages(arch: models.Arch) -> tuple[_Stage, ...]:
-    """The conv and pool steps of `arch`, in forward order."""
-    out, source = [], None
-    for c in arch.convs:
-        out.append(_Stage(c.name, source, c.kernel, c.stride, c.padding, False, False))
-        source = c.name
-        if c.pool:
-            out.append(_Stage(c.pool_name, source, arch.pool_window, arch.pool_stride, 0, True, c.lcn and arch.lcn))
-            source = c.pool_name
-    return tuple(out)
 
 
 def grid(n: int, patch: int, stride: int) -> np.ndarray:
@@ -76,7 +54,7 @@ def _cone(arch: models.Arch, axis: int, offsets: np.ndarray, patch: int) -> tupl
     shapes = arch.shapes()
     a, b = offsets, offsets + patch
     sizes, starts = [], []
-    for st in _stages(arch):
+    for st in rf.stages(arch):
         n_out = shapes[st.name][axis]
         lo = np.maximum(0, -((st.kernel - 1 - a - st.pad) // st.stride))
         hi = np.minimum(n_out, (b - 1 + st.pad) // st.stride + 1)
@@ -113,7 +91,7 @@ def _columns(band: Array, starts: Sequence[int], width: int) -> Array:
     return jnp.stack([band[:, s:s + width] for s in starts])
 
 
-def _canvas(stage: _Stage, x: Array, n_out: tuple[int, int]) -> Array:
+def _canvas(stage: rf.Stage, x: Array, n_out: tuple[int, int]) -> Array:
     """A stage's input map (HWC) padded as the stage pads it: zeros around for a conv, -inf after for a ceil pool."""
     if not stage.pool:
         return jnp.pad(x, ((stage.pad, stage.pad), (stage.pad, stage.pad), (0, 0)))
@@ -121,7 +99,7 @@ def _canvas(stage: _Stage, x: Array, n_out: tuple[int, int]) -> Array:
     return jnp.pad(x, ((0, extra[0]), (0, extra[1]), (0, 0)), constant_values=-jnp.inf)
 
 
-def _step(arch: models.Arch, params: models.Params, stage: _Stage, region: Array) -> Array:
+def _step(arch: models.Arch, params: models.Params, stage: rf.Stage, region: Array) -> Array:
     """Run one stage on an HWC region without padding (the region carries it)."""
     x = region[None]
     if stage.pool:
@@ -157,7 +135,7 @@ class _Cache(NamedTuple):
 @functools.partial(jax.jit, static_argnames=("arch", "layer"))
 def _prepare(arch: models.Arch, params: models.Params, image: Array, *, layer: str) -> _Cache:
     """Run the unoccluded image once. A separate jit, so that the padded canvases exist as buffers."""
-    stages = _stages(arch)
+    stages = rf.stages(arch)
     shapes = arch.shapes()
     full = models.apply(arch, params, image[None])
     channel = jnp.argmax(_channel_sum(full.acts[layer]))
@@ -177,7 +155,7 @@ def _incremental(arch: models.Arch, params: models.Params, cache: _Cache, fill: 
     positions in static column chunks of `batch_size`: `cols[0]` are the square's column offsets, `cols[i + 1]`
     stage i's window columns.
     """
-    stages = _stages(arch)
+    stages = rf.stages(arch)
     channels = cache.canvases[0].shape[2]
 
     def chunk(y, starts_y, idx):
@@ -240,7 +218,7 @@ def _check(arch: models.Arch, image, label: int, patch: int, stride: int, fill, 
         raise ValueError(f"patch {patch} is larger than the {h}x{w} image")
     if int(label) != label or not 0 <= label < arch.num_classes:
         raise ValueError(f"label {label!r} is out of range for {arch.num_classes} classes")
-    maps = [st.name for st in _stages(arch)]
+    maps = [st.name for st in rf.stages(arch)]
     if layer not in maps:
         raise ValueError(f"layer {layer!r} is not a conv or pool layer of {arch.name}; choose one of {maps}")
     if method not in METHODS:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 from zfjax import models
 
@@ -50,4 +51,27 @@ def _map_sizes(arch: models.Arch, hw: tuple[int, int]) -> dict[str, tuple[int, i
     return {name: s[:2] for name, s in shapes.items() if len(s) == 3}
 
 
-__all__ = ["receptive_field"]
+class Stage(NamedTuple):
+    """One spatial step of the net: a conv (+ReLU) or a pool (+LCN); `source` is its input activation (None: image)."""
+    name: str
+    source: str | None
+    kernel: int
+    stride: int
+    pad: int
+    pool: bool
+    lcn: bool
+
+
+def stages(arch: models.Arch) -> tuple[Stage, ...]:
+    """The conv and pool steps of `arch`, in forward order (shared by occlusion's and deconv's cone windows)."""
+    out, source = [], None
+    for c in arch.convs:
+        out.append(Stage(c.name, source, c.kernel, c.stride, c.padding, False, False))
+        source = c.name
+        if c.pool:
+            out.append(Stage(c.pool_name, source, arch.pool_window, arch.pool_stride, 0, True, c.lcn and arch.lcn))
+            source = c.pool_name
+    return tuple(out)
+
+
+__all__ = ["receptive_field", "Stage", "stages"]
