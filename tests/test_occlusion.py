@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from zfjax import models, occlusion
+from zfjax import receptive_field as rf
 
 # (arch name, overrides, layer, patch, stride, fill): borders touched, strides that do not divide the image,
 # ceil-mode pools with partial windows, LCN layers, non-square input, per-channel fill.
@@ -106,7 +107,7 @@ def test_cone_windows_cover_every_changed_unit(nets):
     size_y, start_y = occlusion._cone(arch, 0, oy, patch)
     size_x, start_x = occlusion._cone(arch, 1, ox, patch)
     clean = _forward(arch, params, image[None]).acts
-    names = [st.name for st in occlusion._stages(arch)]
+    names = [st.name for st in rf.stages(arch)]
     for i, j in [(0, 0), (len(oy) - 1, len(ox) - 1), (2, 5)]:
         occluded = image.copy()
         occluded[oy[i]:oy[i] + patch, ox[j]:ox[j] + patch] = 50.0
