@@ -182,46 +182,66 @@ def _inside(start: Array, length: tuple[int, int], hw: tuple[int, int]) -> Array
     return (((r >= 0) & (r < hw[0]))[:, None] & ((c >= 0) & (c < hw[1]))[None, :])[..., None]
 
 
-def _stage(arch: models.Arch, params: models.Params, ops: layers.Ops, cone: _Cone, out_start: Array,
-           window: Array) -> Array:
-    """One stage on an (h, w, C) input window with the padding already in it (as `models.apply` runs it, `ops`).
+def _out_margins(cones: tuple[_Cone, ...], i: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Margins (before, after) of stage `i`'s output map: the next stage's input margins (none at the top)."""
+    return (cones[i + 1].before, cones[i + 1].after) if i + 1 < len(cones) else ((0, 0), (0, 0))
 
-    Pool outputs outside the map (a window hanging over the edge) are zeroed before LCN so nothing there is NaN.
+
+def _saved(arch: models.Arch, ops: layers.Ops, cones: tuple[_Cone, ...], fwd: models.Forward) -> tuple:
+    """Per stage, the shared forward's values its backward needs, with margins: a conv's (post-ReLU) map, a pool's
+    pre-LCN pooled map and its switches as window offsets (`ops.max_pool`, once for all units)."""
+    out = []
+    for i, cone in enumerate(cones):
+        st = cone.stage
+        maps = ops.max_pool(fwd.acts[st.source], st.kernel, st.stride, arch.pool_ceil) if st.pool \
+            else (fwd.acts[st.name],)
+        out.append(tuple(jnp.pad(m, ((0, 0), *zip(*_out_margins(cones, i)), (0, 0))) for m in maps))
+    return tuple(out)
+
+
+def _stage_backward(arch: models.Arch, params: models.Params, ops: layers.Ops, cone: _Cone, out_start: Array,
+                    saved: tuple[Array, ...], g: Array) -> Array:
+    """One stage's backward on a unit's (h, w, C) window: the rule's VJPs at the shared forward's values (a linear
+    map of `g`; nothing of the forward is recomputed per unit).
+
+    A ReLU's rule at its output equals its rule at its input (same sign). Pool outputs outside the map (a window
+    hanging over the edge) get no signal; the pool's VJP is `layers.max_pool`'s unpooling with the saved offsets.
     """
-    st, x = cone.stage, window[None]
+    st = cone.stage
     if not st.pool:
-        return ops.relu(layers.conv(x, params[st.name]["w"], params[st.name]["b"], st.stride, 0))[0]
-    x = ops.max_pool(x, st.kernel, st.stride, False)[0][0]
-    x = jnp.where(_inside(out_start, x.shape[:2], cone.out_hw), x, jnp.zeros((), x.dtype))
-    return ops.lcn(x[None], arch.lcn_size, arch.lcn_k, arch.lcn_alpha, arch.lcn_beta)[0] if st.lcn else x
+        (g,) = jax.vjp(ops.relu, saved[0])[1](g)
+        w = params[st.name]["w"]
+        _, pull = jax.vjp(lambda v: layers.conv(v[None], w, None, st.stride, 0)[0],
+                          jnp.zeros((*cone.length, w.shape[2]), g.dtype))  # linear: its forward is dropped
+        return pull(g)[0]
+    pooled, offset = saved
+    if st.lcn:
+        lcn = (arch.lcn_size, arch.lcn_k, arch.lcn_alpha, arch.lcn_beta)
+        (g,) = jax.vjp(lambda v: ops.lcn(v[None], *lcn)[0], pooled)[1](g)
+    g = jnp.where(_inside(out_start, g.shape[:2], cone.out_hw), g, jnp.zeros((), g.dtype))
+    return layers.unpool_offsets(g[None], offset[None], cone.length, st.kernel, st.stride)[0]
 
 
-def _canvas(cone: _Cone, source: Array) -> Array:
-    """A stage's source map (N, H, W, C) with the cone's margins: zeros for a conv, -inf for a pool (ceil mode)."""
-    fill = -jnp.inf if cone.stage.pool else 0.0
-    return jnp.pad(source, ((0, 0), *zip(cone.before, cone.after), (0, 0)), constant_values=fill)
-
-
-def _pull_cropped(arch, params, ops, cones, channels, canvases, channel, row, col, value) -> Array:
+def _pull_cropped(arch, params, ops, cones, channels, saved, channel, row, col, value) -> Array:
     """One image's unit pulled back through its cone only: fixed-size windows per stage, then padded back.
 
-    `channels` is the number of maps of the unit's layer;
-    `canvases` are the stages' source maps of that image with margins (`_canvas`); each stage's VJP runs on the
-    window its part of the cone reads (`dynamic_slice`, so `row`, `col` and `channel` may be traced and vmapped).
+    `channels` is the number of maps of the unit's layer; `saved` is that image's `_saved`, sliced per stage at the
+    window the cone covers there (`dynamic_slice`, so `row`, `col` and `channel` may be traced and vmapped).
     """
     g = (jax.nn.one_hot(channel, channels, dtype=value.dtype) * value)[None, None]
     start = jnp.stack([row, col]).astype(jnp.int32)
-    for cone, canvas in zip(reversed(cones), reversed(canvases)):
-        st = cone.stage
+    for i in reversed(range(len(cones))):
+        cone, st = cones[i], cones[i].stage
+        before = _out_margins(cones, i)[0]
+        corner = (start[0] + before[0], start[1] + before[1], 0)
+        here = tuple(lax.dynamic_slice(m, corner, (*g.shape[:2], m.shape[2])) for m in saved[i])
+        g = _stage_backward(arch, params, ops, cone, start, here, g)
         in_start = start * st.stride - st.pad
-        corner = (in_start[0] + cone.before[0], in_start[1] + cone.before[1], 0)
-        window = lax.dynamic_slice(canvas, corner, (*cone.length, canvas.shape[2]))
-        _, pull = jax.vjp(functools.partial(_stage, arch, params, ops, cone, start), window)
-        (g,) = pull(g)
         g = jnp.where(_inside(in_start, cone.length, cone.source_hw), g, jnp.zeros((), g.dtype))
         start = in_start
     cone = cones[0]
-    full = lax.dynamic_update_slice(jnp.zeros(canvases[0].shape, g.dtype), g,
+    shape = (*(n + b + a for n, b, a in zip(cone.source_hw, cone.before, cone.after)), g.shape[2])
+    full = lax.dynamic_update_slice(jnp.zeros(shape, g.dtype), g,
                                     (start[0] + cone.before[0], start[1] + cone.before[1], 0))
     return full[cone.before[0]:cone.before[0] + cone.source_hw[0], cone.before[1]:cone.before[1] + cone.source_hw[1]]
 
@@ -245,11 +265,11 @@ def _projector(arch, params, x, layer, rule, lcn_rule, crop):
             return pullback(jnp.zeros_like(acts).at[images, rows, cols, channel].set(value))[0]
         return acts, pull
     fwd = models.apply(arch, params, x, upto=layer)
-    canvases = tuple(_canvas(c, x if c.stage.source is None else fwd.acts[c.stage.source]) for c in cones)
+    saved = _saved(arch, ops, cones, fwd)
 
     def pull(channel, rows, cols, value):
         one = functools.partial(_pull_cropped, arch, params, ops, cones, fwd.acts[layer].shape[3])
-        return jax.vmap(one, in_axes=(0, None, 0, 0, 0))(canvases, channel, rows, cols, value)
+        return jax.vmap(one, in_axes=(0, None, 0, 0, 0))(saved, channel, rows, cols, value)
     return fwd.acts[layer], pull
 
 
