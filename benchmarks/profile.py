@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from zfjax import deconv, models
+from zfjax import deconv, layers, models
 
 UNITS = 32
 
@@ -35,28 +35,35 @@ def _torch_stage(net, torch, name: str):
     return net[i:j]
 
 
+def _stage_forward(arch: models.Arch, p: models.Params, st, x: jax.Array) -> jax.Array:
+    """One stage's forward on a batch, as `models.apply` runs it: conv + ReLU, or max pool (+ LCN)."""
+    if not st.pool:
+        return jax.nn.relu(layers.conv(x, p[st.name]["w"], p[st.name]["b"], st.stride, st.pad))
+    y = layers.max_pool(x, st.kernel, st.stride, arch.pool_ceil)[0]
+    return layers.lcn(y, arch.lcn_size, arch.lcn_k, arch.lcn_alpha, arch.lcn_beta) if st.lcn else y
+
+
 def profile(size: int, batch: int, rounds: int) -> list[dict]:
     torch = common.setup_torch()
     arch, params, images, net = common.zfnet(size, batch)
     fwd = models.apply(arch, params, images)
     cones = deconv._cones(arch, "conv5", (size, size))
     ops = deconv.backward_ops("deconvnet", "gradient")
+    saved = deconv._saved(arch, ops, cones, jax.tree.map(lambda a: a[:1], fwd))
     rows = []
-    for cone in cones:
+    for i, cone in enumerate(cones):
         st = cone.stage
-        x = images if st.source is None else fwd.acts[st.source]
-        pad = cone.stage.pad
-        xin = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=-jnp.inf if st.pool else 0.0)
-        p = {n: v for n, v in params.items() if n == st.name}
-        stage = lambda p, x, st=st, cone=cone: jax.vmap(  # noqa: E731
-            lambda w: deconv._stage(arch, {**params, **p}, ops, cone, jnp.zeros(2, jnp.int32), w))(x)
-        f = jax.jit(stage)
-        fb = jax.jit(lambda p, x, f=stage: jax.grad(lambda p, x: jnp.sum(f(p, x) ** 2), argnums=(0, 1))(p, x))
-        canvas = deconv._canvas(cone, x[:1])[0]  # with the margins a unit's window may need
-        win = jnp.broadcast_to(canvas[:cone.length[0], :cone.length[1]], (UNITS, *cone.length, canvas.shape[2]))
-        proj = jax.jit(lambda p, w, f=stage: jax.vjp(lambda w: f(p, w), w)[1](f(p, w))[0])
+        xin = images if st.source is None else fwd.acts[st.source]
+        p = {st.name: params[st.name]} if st.name in params else {}
+        f = jax.jit(lambda p, x, st=st: _stage_forward(arch, p, st, x))
+        fb = jax.jit(lambda p, x, f=f: jax.grad(lambda p, x: jnp.sum(f(p, x) ** 2), argnums=(0, 1))(p, x))
+        out_len = tuple((n - st.kernel) // st.stride + 1 for n in cone.length)  # the stage's output window
+        here = tuple(m[0, :out_len[0], :out_len[1]] for m in saved[i])  # one unit's window of the saved forward
+        g = jnp.ones((UNITS, *out_len, here[0].shape[-1]), jnp.float32)
+        proj = jax.jit(jax.vmap(lambda g, p, here=here, cone=cone: deconv._stage_backward(
+            arch, {**params, **p}, ops, cone, jnp.zeros(2, jnp.int32), here, g), in_axes=(0, None)))
         mod = _torch_stage(net, torch, st.name)
-        xt = common.to_nchw(x)
+        xt = common.to_nchw(xin)
         xt1 = xt[:1].clone().requires_grad_(True)
 
         def t_fwd():
@@ -77,7 +84,7 @@ def profile(size: int, batch: int, rounds: int) -> list[dict]:
                "torch_forward_s": _median(t_fwd, rounds),
                "zfjax_train_s": _median(lambda: jax.block_until_ready(fb(p, xin)), rounds),
                "torch_train_s": _median(t_fb, rounds),
-               "zfjax_projection_s": _median(lambda: jax.block_until_ready(proj(p, win)), rounds),
+               "zfjax_projection_s": _median(lambda: jax.block_until_ready(proj(g, p)), rounds),
                "torch_projection_s": _median(t_proj, rounds)}
         rows.append(row)
         print(json.dumps(row), flush=True)
