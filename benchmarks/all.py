@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 from benchmarks import common
-from zfjax import report
+from zfjax import report, viz
 
 HERE = pathlib.Path(__file__).resolve().parent
 TARGETS = {"deconv_layer": 8.0, "deconv_units32": 8.0, "deconv_batch": 3.0, "occlusion": 5.0, "topk_scan": 1.5,
@@ -50,10 +50,7 @@ def machine() -> list[tuple[str, str]]:
 
 def bar_chart(results: list[dict], path: pathlib.Path) -> None:
     """Ratios against targets, log scale (cold start's target is the inverse of a slowdown)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    fig, ax = viz.pyplot().subplots(figsize=(8, 3.5))
     names = [r["benchmark"] for r in results]
     ax.bar(names, [r["ratio"] for r in results], color=["tab:green" if r["ratio"] >= TARGETS[r["benchmark"]]
                                                         else "tab:red" for r in results])
