@@ -73,15 +73,12 @@ def results_table(results: list[dict]) -> str:
 
 def sweep(quick: bool) -> str:
     """Time against work for deconv (units) and occlusion (positions); the plots' markdown."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     rounds = ["--rounds", "2" if quick else "5"]
     units = [1, 8, 32] if quick else [1, 8, 32, 256]
     dec = [run("deconv", ["--mode", "units", "--count", str(n), *rounds]) for n in units]
     strides = [32, 16, 8]
     occ = [run("occlusion", ["--stride", str(s), "--patch", "48", *rounds]) for s in strides]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, axes = viz.pyplot().subplots(1, 2, figsize=(9, 3.5))
     for ax, res, xs, label in ((axes[0], dec, units, "conv5 units projected"),
                                (axes[1], occ, [r["positions"] for r in occ], "occlusion positions")):
         ax.loglog(xs, [r["zfjax_s"] for r in res], "o-", label="zfjax")

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from zfjax import models
+from zfjax import models, report
 
 Array = jax.Array
 
@@ -82,9 +82,8 @@ def extract(arch: models.Arch, params: models.Params, batches: Iterable[np.ndarr
         feats = np.asarray(layer_features(arch, params, _sharded(np.asarray(batch, np.float32), mesh), layer,
                                           grid))[:len(batch)]
         if path is not None:
-            tmp = path.with_name(path.stem + ".tmp.npy")
-            np.save(tmp, feats)
-            os.replace(tmp, path)
+            with report.atomic_path(path) as tmp:
+                np.save(tmp, feats)
         chunks.append(feats)
     if not chunks:
         raise ValueError("no batches to extract features from")

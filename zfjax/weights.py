@@ -17,7 +17,7 @@ import pathlib
 
 import numpy as np
 
-from zfjax import models
+from zfjax import models, report
 
 TORCHVISION_ALEXNET = {
     "conv1": "features.0", "conv2": "features.3", "conv3": "features.6", "conv4": "features.8",
@@ -107,9 +107,7 @@ def load(path: str | os.PathLike, arch: models.Arch, layout: str | None = None) 
 
 
 def save(params: models.Params, path: str | os.PathLike, arch: models.Arch, layout: str = "named") -> None:
-    """Write params as `.safetensors` in a torch layout, atomically (temp file + rename); arch name in metadata."""
+    """Write params as `.safetensors` in a torch layout, atomically (`report.atomic_path`); arch name in metadata."""
     from safetensors.numpy import save_file
-    path = pathlib.Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(to_torch(params, arch, layout), str(tmp), metadata={"arch": arch.name, "layout": layout})
-    os.replace(tmp, path)
+    with report.atomic_path(path) as tmp:
+        save_file(to_torch(params, arch, layout), str(tmp), metadata={"arch": arch.name, "layout": layout})
