@@ -42,7 +42,7 @@ def load_net(config: Any) -> Net:
         raise ValueError("no network: set --config.checkpoint=<workdir of a train_imagenet run> or "
                          "--config.weights=<.safetensors/.pth file>")
     models.check_params(arch, params)
-    mean = np.asarray(data.train_transform.keywords["mean"], np.float32)
+    mean = np.asarray(data.mean, np.float32)
     return Net(arch, params, data, mean, float(config.train.pixel_scale), source)
 
 

@@ -243,7 +243,7 @@ def load_pretrained(train_config: Any, workdir: str | pathlib.Path, *, train_if_
     arch = train.build_arch(train_config, data)
     step, params = checkpoints.latest(workdir)
     models.check_params(arch, params)
-    mean = np.asarray(data.train_transform.keywords["mean"], np.float32)  # the mean the net was trained with
+    mean = np.asarray(data.mean, np.float32)  # the mean the net was trained with
     return Pretrained(arch, params, step, mean, float(train_config.pixel_scale))
 
 

@@ -27,6 +27,7 @@ class Data(NamedTuple):
     num_crops: int
     train_transform: Callable[[dict, np.random.Generator], dict]
     eval_transform: Callable[[dict], dict]
+    mean: np.ndarray | None = None  # the pixel mean the transforms subtract (before scaling): the input space's 0
 
 
 def load(config: Any) -> Data:
@@ -64,7 +65,7 @@ def _fashion_mnist(config: Any) -> Data:
     mean = train.images.mean(0, dtype=np.float64).astype(np.float32)
     return Data("fashion_mnist", train, test, len(fashion_mnist.CLASSES), (28, 28, 1), 1,
                 functools.partial(_whole_train, mean=mean, scale=config.pixel_scale),
-                functools.partial(_whole_eval, mean=mean, scale=config.pixel_scale))
+                functools.partial(_whole_eval, mean=mean, scale=config.pixel_scale), mean)
 
 
 def _centered(ex: dict, resize: int) -> np.ndarray:
@@ -94,4 +95,4 @@ def _imagenet(config: Any) -> Data:
                                data_dir / "imagenet2012" / f"pixel_mean_{resize}_n{len(train)}.npy")
     kw = dict(mean=mean, scale=config.pixel_scale, resize=resize, crop=crop)
     return Data("imagenet2012", train, validation, imagenet.NUM_CLASSES, (crop, crop, 3), 10,
-                functools.partial(_imagenet_train, **kw), functools.partial(_imagenet_eval, **kw))
+                functools.partial(_imagenet_train, **kw), functools.partial(_imagenet_eval, **kw), mean)
