@@ -6,7 +6,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from zfjax.viz import _show, normalize_projection, pyplot
+from zfjax.viz import show, normalize_projection, pyplot
 
 TRANSFORM_TITLES = {"translate": "vertical translation (pixels)", "scale": "scale (factor)",
                     "rotate": "rotation (degrees)"}
@@ -27,7 +27,7 @@ def invariance_figure(sweeps: Sequence, layer_titles: Mapping[str, str], names: 
         values, images = examples[sw.kind]
         strip = outer[0, col].subgridspec(1, len(values), wspace=0.06)
         for k, (v, im) in enumerate(zip(values, images)):
-            _show(fig.add_subplot(strip[0, k]), im, f"{v:g}")
+            show(fig.add_subplot(strip[0, k]), im, f"{v:g}")
         series = [(sw.distance[name], title) for name, title in layer_titles.items()]
         series.append((sw.prob_true, "p(true class)"))
         for row, (y, title) in enumerate(series, start=1):
@@ -90,7 +90,7 @@ def occlusion_figure(panels: Sequence[OcclusionPanel], class_names: Sequence[str
         extent = (half - stride / 2 - 0.5, (cols - 1) * stride + half + stride / 2 - 0.5,
                   (rows - 1) * stride + half + stride / 2 - 0.5, half - stride / 2 - 0.5)
         ax = fig.add_subplot(grid[r, 0])
-        _show(ax, p.occluded, f"(a) {class_names[p.label]}, grey square")
+        show(ax, p.occluded, f"(a) {class_names[p.label]}, grey square")
         _box(ax, p.corner, patch)
         ax = fig.add_subplot(grid[r, 1])
         ax.imshow(p.activation, cmap="viridis", interpolation="nearest")
@@ -102,7 +102,7 @@ def occlusion_figure(panels: Sequence[OcclusionPanel], class_names: Sequence[str
         sub = grid[r, 3].subgridspec(2, int(np.ceil(len(p.projections) / 2)), wspace=0.05, hspace=0.15)
         for k, (proj, at) in enumerate(zip(normalize_projection(p.projections), p.corners)):
             ax = fig.add_subplot(sub[k // sub.ncols, k % sub.ncols])
-            _show(ax, proj, "" if at is not None else "no square")
+            show(ax, proj, "" if at is not None else "no square")
             if at is not None:
                 _box(ax, at, patch, "black")
             if k == 0:
@@ -128,7 +128,7 @@ def masks_figure(masked: Mapping[str, np.ndarray], names: Sequence[str]):
     fig, axes = plt.subplots(len(masked), n, figsize=(1.6 * n + 1.2, 1.7 * len(masked)), squeeze=False)
     for r, (part, images) in enumerate(masked.items()):
         for c, image in enumerate(images):
-            _show(axes[r, c], image, names[c] if r == 0 else "")
+            show(axes[r, c], image, names[c] if r == 0 else "")
         axes[r, 0].text(-0.1, 0.5, part, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=9)
     fig.tight_layout()
     return fig

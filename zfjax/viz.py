@@ -52,7 +52,7 @@ def block_mosaic(blocks, per_row: int, gap: int = 1, block_gap: int = 4, fill: f
     return mosaic(grid.reshape(rows, per_row, *squares.shape[1:]), block_gap, fill)
 
 
-def _show(ax, image: np.ndarray, title: str = "") -> None:
+def show(ax, image: np.ndarray, title: str = "") -> None:
     """An image in [0, 1] (grey when it has one channel), pixels unsmoothed, no axes."""
     ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1,
               interpolation="nearest")
@@ -68,8 +68,8 @@ def top9_figure(projections, patches, title: str, per_row: int = 4):
     left = block_mosaic(normalize_projection(projections), per_row)
     right = block_mosaic(patches, per_row)
     fig, axes = plt.subplots(1, 2, figsize=(12, 6 * left.shape[0] / left.shape[1] + 0.6))
-    _show(axes[0], left, "projections (deconvnet)")
-    _show(axes[1], right, "image patches (receptive fields)")
+    show(axes[0], left, "projections (deconvnet)")
+    show(axes[1], right, "image patches (receptive fields)")
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -89,7 +89,7 @@ def filter_grid(w, title: str):
     image = mosaic(grid.reshape(rows, cols, *tiles.shape[1:]))
     scale = 6.0 / max(image.shape[:2])  # inches per pixel: the grid is at most 6 inches across
     fig, ax = plt.subplots(figsize=(scale * image.shape[1] + 0.4, scale * image.shape[0] + 0.6))
-    _show(ax, image, title)
+    show(ax, image, title)
     return fig
 
 
@@ -101,7 +101,7 @@ def evolution_figure(columns: dict, epochs, title: str):
     fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 3.2 * rows / len(epochs) + 1.2),
                              squeeze=False)
     for ax, (layer, tiles) in zip(axes[0], columns.items()):
-        _show(ax, mosaic(normalize_projection(tiles)), layer)
+        show(ax, mosaic(normalize_projection(tiles)), layer)
         ax.set_axis_on()
         ax.set_xticks([(j + 0.5) * (tiles.shape[3] + 1) - 1 for j in range(len(epochs))], [str(e) for e in epochs],
                       fontsize=7)
