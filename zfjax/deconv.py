@@ -187,25 +187,34 @@ def _out_margins(cones: tuple[_Cone, ...], i: int) -> tuple[tuple[int, int], tup
     return (cones[i + 1].before, cones[i + 1].after) if i + 1 < len(cones) else ((0, 0), (0, 0))
 
 
+def _lcn_args(arch: models.Arch) -> tuple:
+    return arch.lcn_size, arch.lcn_k, arch.lcn_alpha, arch.lcn_beta
+
+
 def _saved(arch: models.Arch, ops: layers.Ops, cones: tuple[_Cone, ...], fwd: models.Forward) -> tuple:
-    """Per stage, the shared forward's values its backward needs, with margins: a conv's (post-ReLU) map, a pool's
-    pre-LCN pooled map and its switches as window offsets (`ops.max_pool`, once for all units)."""
+    """Per stage, what its backward needs from the shared forward, computed once for all units, padded by the margins:
+    a conv's (post-ReLU) map; a pool's switches as window offsets (`ops.max_pool`) and, with LCN, the residuals of
+    `ops.lcn`'s custom VJP (its `fwd`: maps of the pooled map's shape, so each unit slices its window of them)."""
     out = []
     for i, cone in enumerate(cones):
         st = cone.stage
-        maps = ops.max_pool(fwd.acts[st.source], st.kernel, st.stride, arch.pool_ceil) if st.pool \
-            else (fwd.acts[st.name],)
-        out.append(tuple(jnp.pad(m, ((0, 0), *zip(*_out_margins(cones, i)), (0, 0))) for m in maps))
+        if st.pool:
+            pooled, offset = ops.max_pool(fwd.acts[st.source], st.kernel, st.stride, arch.pool_ceil)
+            maps = (offset, ops.lcn.fwd(pooled, *_lcn_args(arch))[1] if st.lcn else None)
+        else:
+            maps = (fwd.acts[st.name],)
+        out.append(jax.tree.map(lambda m: jnp.pad(m, ((0, 0), *zip(*_out_margins(cones, i)), (0, 0))), maps))
     return tuple(out)
 
 
 def _stage_backward(arch: models.Arch, params: models.Params, ops: layers.Ops, cone: _Cone, out_start: Array,
-                    saved: tuple[Array, ...], g: Array) -> Array:
+                    saved: tuple, g: Array) -> Array:
     """One stage's backward on a unit's (h, w, C) window: the rule's VJPs at the shared forward's values (a linear
     map of `g`; nothing of the forward is recomputed per unit).
 
-    A ReLU's rule at its output equals its rule at its input (same sign). Pool outputs outside the map (a window
-    hanging over the edge) get no signal; the pool's VJP is `layers.max_pool`'s unpooling with the saved offsets.
+    A ReLU's rule at its output equals its rule at its input (same sign). LCN's is `ops.lcn`'s custom VJP rule
+    (`bwd`) at the saved residuals. Pool outputs outside the map (a window hanging over the edge) get no signal; the
+    pool's VJP is `layers.max_pool`'s unpooling with the saved offsets.
     """
     st = cone.stage
     if not st.pool:
@@ -214,16 +223,24 @@ def _stage_backward(arch: models.Arch, params: models.Params, ops: layers.Ops, c
         _, pull = jax.vjp(lambda v: layers.conv(v[None], w, None, st.stride, 0)[0],
                           jnp.zeros((*cone.length, w.shape[2]), g.dtype))  # linear: its forward is dropped
         return pull(g)[0]
-    pooled, offset = saved
-    if st.lcn:
-        lcn = (arch.lcn_size, arch.lcn_k, arch.lcn_alpha, arch.lcn_beta)
-        (g,) = jax.vjp(lambda v: ops.lcn(v[None], *lcn)[0], pooled)[1](g)
+    offset, lcn_residuals = saved
     g = jnp.where(_inside(out_start, g.shape[:2], cone.out_hw), g, jnp.zeros((), g.dtype))
+    if st.lcn:  # after the mask: LCN mixes maps, not positions, and its rule's result then feeds the unpooling as is
+        (g,) = ops.lcn.bwd(*_lcn_args(arch), lcn_residuals, g)
     return layers.unpool_offsets(g[None], offset[None], cone.length, st.kernel, st.stride)[0]
 
 
+def _place(g: Array, start: Array, hw: tuple[int, int]) -> Array:
+    """The (H, W, C) map that is `g` (a window whose top-left corner is at `start`, maybe hanging over the edges)
+    inside the map and zero elsewhere: one gather writes the result (no zero canvas to fill and crop)."""
+    r, c = (jnp.arange(hw[i]) - start[i] for i in range(2))
+    inside = (((r >= 0) & (r < g.shape[0]))[:, None] & ((c >= 0) & (c < g.shape[1]))[None, :])[..., None]
+    window = g[jnp.clip(r, 0, g.shape[0] - 1)[:, None], jnp.clip(c, 0, g.shape[1] - 1)[None, :]]
+    return jnp.where(inside, window, jnp.zeros((), g.dtype))
+
+
 def _pull_cropped(arch, params, ops, cones, channels, saved, channel, row, col, value) -> Array:
-    """One image's unit pulled back through its cone only: fixed-size windows per stage, then padded back.
+    """One image's unit pulled back through its cone only: fixed-size windows per stage, then placed in the image.
 
     `channels` is the number of maps of the unit's layer; `saved` is that image's `_saved`, sliced per stage at the
     window the cone covers there (`dynamic_slice`, so `row`, `col` and `channel` may be traced and vmapped).
@@ -234,16 +251,12 @@ def _pull_cropped(arch, params, ops, cones, channels, saved, channel, row, col, 
         cone, st = cones[i], cones[i].stage
         before = _out_margins(cones, i)[0]
         corner = (start[0] + before[0], start[1] + before[1], 0)
-        here = tuple(lax.dynamic_slice(m, corner, (*g.shape[:2], m.shape[2])) for m in saved[i])
+        here = jax.tree.map(lambda m: lax.dynamic_slice(m, corner, (*g.shape[:2], m.shape[2])), saved[i])
         g = _stage_backward(arch, params, ops, cone, start, here, g)
-        in_start = start * st.stride - st.pad
-        g = jnp.where(_inside(in_start, cone.length, cone.source_hw), g, jnp.zeros((), g.dtype))
-        start = in_start
-    cone = cones[0]
-    shape = (*(n + b + a for n, b, a in zip(cone.source_hw, cone.before, cone.after)), g.shape[2])
-    full = lax.dynamic_update_slice(jnp.zeros(shape, g.dtype), g,
-                                    (start[0] + cone.before[0], start[1] + cone.before[1], 0))
-    return full[cone.before[0]:cone.before[0] + cone.source_hw[0], cone.before[1]:cone.before[1] + cone.source_hw[1]]
+        start = start * st.stride - st.pad
+        if i:  # the input stage's window is placed (and cut to the image) by `_place`
+            g = jnp.where(_inside(start, cone.length, cone.source_hw), g, jnp.zeros((), g.dtype))
+    return _place(g, start, cones[0].source_hw)
 
 
 def _projector(arch, params, x, layer, rule, lcn_rule, crop):
