@@ -337,7 +337,7 @@ def project_many(arch: models.Arch, params: models.Params, image: Array, layer: 
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     models.check_images(arch, image[None], upto=layer)
     models.check_params(arch, params)
-    num = jax.eval_shape(lambda x: models.apply(arch, params, x, upto=layer).acts[layer], image[None]).shape[3]
+    num = arch.shapes()[layer][-1]  # channels do not depend on the image size (no tracing per call)
     channels = np.arange(num) if channels is None else np.asarray(channels)
     if channels.ndim != 1 or channels.size == 0 or not np.issubdtype(channels.dtype, np.integer):
         raise ValueError(f"channels must be a non-empty 1-D list of ints, got {channels!r}")
