@@ -174,14 +174,22 @@ def lcn(x: Array, size: int = 5, k: float = 2.0, alpha: float = 1e-4, beta: floa
     `alpha` is *not* divided by `size` (torch's `LocalResponseNorm(size, alpha * size, beta, k)` is the same op).
     Its VJP is the exact gradient written out (autodiff's version ran 5-12x slower on XLA:CPU).
     """
-    return x / _lcn_scale(x, size, k, alpha) ** beta
+    return x / _power(_lcn_scale(x, size, k, alpha), beta)
+
+
+def _power(s: Array, beta: float) -> Array:
+    """s ** beta; the usual betas through square roots (10x cheaper than pow's exp(log) on CPU, within 2 ulp)."""
+    if beta == 0.75:
+        root = jnp.sqrt(s)
+        return root * jnp.sqrt(root)
+    return jnp.sqrt(s) if beta == 0.5 else s ** beta
 
 
 def _lcn_fwd(x, size, k, alpha, beta):
     """Forward and the VJP's residuals, all maps of x's shape (`zfjax.deconv` slices them per unit's window):
     the divisor n = s^beta, 2 alpha beta x n and x s^(-beta-1)."""
     s = _lcn_scale(x, size, k, alpha)
-    norm = s ** beta
+    norm = _power(s, beta)
     return x / norm, (norm, (2 * alpha * beta) * x * norm, x / (norm * s))
 
 
