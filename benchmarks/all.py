@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.all --quick`` (small sizes, about 5 minutes on 2 cores) or without ``--quick`` (the reported
 sizes; long: Captum projects 256 units one by one). ``--sweep`` instead times deconv against the number of units
-(1, 8, 32, 256) and occlusion against the number of positions (stride 32, 16, 8), zfjax and the reference, and
+(1, 8, 32, 256) and occlusion against the number of positions (patch 32, stride 32, 16, 8), zfjax and the reference, and
 adds the plots to the results. Each benchmark's JSON line is printed as it finishes.
 """
 from __future__ import annotations
@@ -18,10 +18,11 @@ from benchmarks import common
 from zfjax import report, viz
 
 HERE = pathlib.Path(__file__).resolve().parent
-TARGETS = {"deconv_layer": 8.0, "deconv_units32": 8.0, "deconv_batch": 3.0, "occlusion": 5.0, "topk_scan": 1.5,
-           "train_step": 1.0, "cold_start": 1 / 1.5}
+TARGETS = {"deconv_layer": 8.0, "deconv_units32": 8.0, "deconv_batch": 3.0, "occlusion_p48_s16": 5.0,
+           "occlusion_p32_s8": 5.0, "topk_scan": 1.5, "train_step": 1.0, "cold_start": 1 / 1.5}
 RUNS = [("deconv", ["--mode", "layer"]), ("deconv", ["--mode", "units"]), ("deconv", ["--mode", "batch"]),
-        ("occlusion", []), ("topk_scan", []), ("train_step", []), ("cold_start", [])]
+        ("occlusion", ["--patch", "48", "--stride", "16"]), ("occlusion", ["--patch", "32", "--stride", "8"]),
+        ("topk_scan", []), ("train_step", []), ("cold_start", [])]
 
 
 def run(module: str, args: list[str]) -> dict:
@@ -76,8 +77,8 @@ def sweep(quick: bool) -> str:
     rounds = ["--rounds", "2" if quick else "5"]
     units = [1, 8, 32] if quick else [1, 8, 32, 256]
     dec = [run("deconv", ["--mode", "units", "--count", str(n), *rounds]) for n in units]
-    strides = [32, 16, 8]
-    occ = [run("occlusion", ["--stride", str(s), "--patch", "48", *rounds]) for s in strides]
+    strides = [32, 16, 8]  # patch 32: every stride divides 224 - 32, so Captum's grid is zfjax's
+    occ = [run("occlusion", ["--stride", str(s), "--patch", "32", *rounds]) for s in strides]
     fig, axes = viz.pyplot().subplots(1, 2, figsize=(9, 3.5))
     for ax, res, xs, label in ((axes[0], dec, units, "conv5 units projected"),
                                (axes[1], occ, [r["positions"] for r in occ], "occlusion positions")):
@@ -94,7 +95,8 @@ def sweep(quick: bool) -> str:
 def sweep_table(dec: list[dict], units: list[int], occ: list[dict]) -> str:
     """Markdown rows: work (units or positions), both times, ratio, agreement."""
     rows = [[f"deconv, {n} conv5 units", *_cells(r)] for n, r in zip(units, dec)]
-    rows += [[f"occlusion, stride {r['stride']}: {r['positions']} positions", *_cells(r)] for r in occ]
+    rows += [[f"occlusion, patch {r['patch']} stride {r['stride']}: {r['positions']} positions", *_cells(r)]
+             for r in occ]
     return report.markdown_table(["work", "zfjax s", "reference s", "ratio", "agree"], rows)
 
 

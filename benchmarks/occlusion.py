@@ -3,6 +3,10 @@
 Both evaluate p(true class) with a grey (0.0) square at every grid position: 1 + positions forward passes. Captum
 returns per-pixel attributions (mean over the squares covering a pixel of p(unoccluded) - p(occluded)); the same
 quantity is computed from zfjax's map to check agreement. zfjax also computes the top label and conv5 feature maps.
+The two grids are the same only when `stride` divides `size - patch`: otherwise Captum adds a last square clipped
+at the border, while zfjax's squares always lie inside the image, so such a run is refused.
+The report's name carries the square: ``occlusion_p48_s16`` (the issue's two maps: patch 48 stride 16, patch 32
+stride 8).
 
 Usage: ``python -m benchmarks.occlusion [--quick] [--patch 48] [--stride 16] [--rounds 5] [--per-eval 48]
 [--size 224]`` (``--size 64 --patch 16 --stride 8 --rounds 1`` is a smoke run).
@@ -34,6 +38,9 @@ def attribution_from_map(p0: float, prob_true: np.ndarray, shape: tuple[int, int
 
 def bench(patch: int, stride: int, rounds: int, per_eval: int, size: int = 224) -> dict:
     """One Fig. 7 map of one random size x size image."""
+    if (size - patch) % stride:
+        raise ValueError(f"stride {stride} does not divide size - patch = {size - patch}: Captum's grid would add a "
+                         "clipped square that zfjax's does not have, so the maps could not be compared")
     torch = common.setup_torch()
     from captum.attr import Occlusion
     arch = models.get("zfnet", init="fan_in", input_shape=(size, size, 3))
@@ -59,7 +66,7 @@ def bench(patch: int, stride: int, rounds: int, per_eval: int, size: int = 224) 
     err = common.max_rel_err(attribution_from_map(p0, maps.prob_true, image.shape[:2], patch, stride), reference())
     a, b = common.abab(ours, reference, rounds)
     positions = maps.prob_true.size
-    return common.report("occlusion", a, b, err <= 1e-3, compile_s=compile_s, err=err, positions=positions,
+    return common.report(f"occlusion_p{patch}_s{stride}", a, b, err <= 1e-3, compile_s=compile_s, err=err, positions=positions,
                          per_eval=per_eval, size=size, patch=patch, stride=stride)
 
 

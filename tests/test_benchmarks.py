@@ -13,7 +13,7 @@ CASES = {
     "deconv_layer": ("deconv", ["--mode", "layer", "--size", "64", "--count", "3"]),
     "deconv_units32": ("deconv", ["--mode", "units", "--size", "64", "--count", "3"]),
     "deconv_batch": ("deconv", ["--mode", "batch", "--size", "64", "--count", "2"]),
-    "occlusion": ("occlusion", ["--size", "64", "--patch", "16", "--stride", "16"]),
+    "occlusion_p16_s16": ("occlusion", ["--size", "64", "--patch", "16", "--stride", "16"]),
     "topk_scan": ("topk_scan", ["--size", "64", "--images", "40"]),
     "cold_start": ("cold_start", ["--size", "64"]),
     "train_step": ("train_step", ["--size", "64", "--batch", "4"]),
@@ -40,7 +40,13 @@ def test_results_table_marks_missed_targets():
     from benchmarks import all as bench_all
     rows = [{"benchmark": "topk_scan", "zfjax_s": 2.0, "reference_s": 1.0, "ratio": 0.5, "agree": True,
              "compile_s": 1.0},
-            {"benchmark": "occlusion", "zfjax_s": 1.0, "reference_s": 6.0, "ratio": 6.0, "agree": True,
+            {"benchmark": "occlusion_p48_s16", "zfjax_s": 1.0, "reference_s": 6.0, "ratio": 6.0, "agree": True,
              "compile_s": 1.0}]
     lines = bench_all.results_table(rows).splitlines()
     assert "| NO |" in lines[2] and "| yes |" in lines[3]
+
+
+def test_occlusion_refuses_a_grid_captum_does_not_share():
+    from benchmarks import occlusion
+    with pytest.raises(ValueError, match="does not divide"):
+        occlusion.bench(patch=48, stride=32, rounds=1, per_eval=8, size=224)  # 176 % 32: Captum adds a clipped square
