@@ -9,8 +9,8 @@ feature map of a layer. Two paths compute the same numbers:
   unoccluded forward runs once; for each position only a fixed-size window per layer is recomputed from the cached
   maps (the previous layer's new window written over them), then the last map is patched and the fc layers finish.
   One grid row of positions is a batch (`lax.map` over rows): its rows share a traced offset, its columns are
-  static, so windows move by slices and constant 0/1 matrix products instead of vmapped gathers and scatters, which
-  XLA:CPU runs element by element. Windows are sized from the exact interval arithmetic of each conv (zero
+  static, so windows move by static slices and pads instead of vmapped gathers and scatters, which XLA:CPU runs
+  element by element. Windows are sized from the exact interval arithmetic of each conv (zero
   padding, stride) and pool (ceil-mode partial windows), so edges are exact; LCN works per pixel across maps, so it
   needs no margin.
 """
@@ -70,20 +70,26 @@ def _overlay(region: Array, window: Array, dy: Array, dxs: Sequence[int]) -> Arr
     """`region` (B, RH, RW, C) with each `window[b]` (LH, LW, C) written at rows dy + ..., columns dxs[b] + ....
 
     The row offset is a traced scalar shared by the batch, the column offsets are static; either may be negative or
-    run past the end (the part outside `region` is dropped). Columns move by a constant 0/1 matrix product, rows by
-    one scalar dynamic slice: no gather or scatter, which are slow on CPU under `vmap`, and a small graph.
+    run past the end (the part outside `region` is dropped). Columns move by static pads, rows by one scalar dynamic
+    slice: no gather or scatter, which are slow on CPU under `vmap`.
     """
     b, rh, rw, _ = region.shape
     lh, lw = window.shape[1:3]
-    target = np.arange(rw)[None, :, None] - np.asarray(dxs)[:, None, None]
-    move = (target == np.arange(lw)[None, None, :]).astype(np.float32)  # (B, RW, LW)
-    cols = jnp.einsum("bsk,bjkc->bjsc", move, window.astype(region.dtype), precision=lax.Precision.HIGHEST)
+    cols = jnp.stack([_shift_columns(window[i], dx, rw) for i, dx in enumerate(dxs)]).astype(region.dtype)
     # Region row r takes window row r - dy: padded by rh on both sides, that is row r - dy + rh.
     tall = jnp.pad(cols, ((0, 0), (rh, rh), (0, 0), (0, 0)))
     placed = lax.dynamic_slice_in_dim(tall, rh - dy, rh, axis=1)
     rows = jnp.arange(rh)[None, :, None, None] - dy
-    keep = move.any(axis=2)[:, None, :, None]
+    target = np.arange(rw)[None, :] - np.asarray(dxs)[:, None]
+    keep = ((target >= 0) & (target < lw))[:, None, :, None]  # static: the columns the window covers
     return jnp.where((rows >= 0) & (rows < lh) & keep, placed, region)
+
+
+def _shift_columns(window: Array, dx: int, width: int) -> Array:
+    """(LH, LW, C) -> (LH, width, C): window column j at column dx + j, zeros elsewhere, cut to [0, width)."""
+    lo, hi = dx, width - dx - window.shape[1]
+    window = window[:, max(0, -lo):window.shape[1] - max(0, -hi)]
+    return jnp.pad(window, ((0, 0), (max(0, lo), max(0, hi)), (0, 0)))
 
 
 def _columns(band: Array, starts: Sequence[int], width: int) -> Array:
