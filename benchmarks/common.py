@@ -38,10 +38,12 @@ def parser(doc: str) -> argparse.ArgumentParser:
     return p
 
 
-def zfnet(size: int = 224, batch: int = 1, num_classes: int = 1000, seed: int = 0, twin: bool = True):
-    """ZFNet with fan-in init (keeps conv5 active with random weights), params, uniform images, the torch twin
-    (None when `twin` is False: no torch needed)."""
-    arch = models.get("zfnet", init="fan_in", input_shape=(size, size, 3), num_classes=num_classes)
+def zfnet(size: int = 224, batch: int = 1, num_classes: int = 1000, seed: int = 0, twin: bool = True,
+          name: str = "zfnet"):
+    """ZFNet (or the arch `name`) with fan-in init (keeps conv5 active with random weights), params, uniform images,
+    the torch twin (None when `twin` is False: no torch needed)."""
+    channels = models.get(name).input_shape[2]
+    arch = models.get(name, init="fan_in", input_shape=(size, size, channels), num_classes=num_classes)
     params = models.init(arch, jax.random.key(seed))
     images = jax.random.uniform(jax.random.key(seed + 1), (batch, size, size, 3), minval=-1.0, maxval=1.0)
     return arch, params, images, torch_net(arch, params) if twin else None

@@ -4,7 +4,8 @@ Three columns per side: the forward at batch B, the train step's forward+backwar
 batch B, and the projection's backward of 32 conv5 units (zfjax: the VJP on each unit's receptive-field window,
 vmapped over the units, as `deconv.project` runs it; torch/Captum: the input gradient of the full map, once per
 unit). The slowest zfjax/torch ratio names the layer that limits a benchmark.
-Usage: ``python -m benchmarks.profile [--quick]``; prints a markdown table and a JSON last line.
+Usage: ``python -m benchmarks.profile [--quick] [--arch zfnet|small] [--size S] [--batch B]`` (``--arch small``:
+28x28, batch 128, the small net's train step); prints a markdown table and a JSON last line.
 """
 from __future__ import annotations
 
@@ -43,9 +44,9 @@ def _stage_forward(arch: models.Arch, p: models.Params, st, x: jax.Array) -> jax
     return layers.lcn(y, arch.lcn_size, arch.lcn_k, arch.lcn_alpha, arch.lcn_beta) if st.lcn else y
 
 
-def profile(size: int, batch: int, rounds: int) -> list[dict]:
+def profile(size: int, batch: int, rounds: int, name: str = "zfnet") -> list[dict]:
     torch = common.setup_torch()
-    arch, params, images, net = common.zfnet(size, batch)
+    arch, params, images, net = common.zfnet(size, batch, name=name)
     fwd = models.apply(arch, params, images)
     cones = deconv._cones(arch, "conv5", (size, size))
     ops = deconv.backward_ops("deconvnet", "gradient")
@@ -58,8 +59,8 @@ def profile(size: int, batch: int, rounds: int) -> list[dict]:
         f = jax.jit(lambda p, x, st=st: _stage_forward(arch, p, st, x))
         fb = jax.jit(lambda p, x, f=f: jax.grad(lambda p, x: jnp.sum(f(p, x) ** 2), argnums=(0, 1))(p, x))
         out_len = tuple((n - st.kernel) // st.stride + 1 for n in cone.length)  # the stage's output window
-        here = tuple(m[0, :out_len[0], :out_len[1]] for m in saved[i])  # one unit's window of the saved forward
-        g = jnp.ones((UNITS, *out_len, here[0].shape[-1]), jnp.float32)
+        here = jax.tree.map(lambda m: m[0, :out_len[0], :out_len[1]], saved[i])  # a unit's window of the forward
+        g = jnp.ones((UNITS, *out_len, jax.tree.leaves(here)[0].shape[-1]), jnp.float32)
         proj = jax.jit(jax.vmap(lambda g, p, here=here, cone=cone: deconv._stage_backward(
             arch, {**params, **p}, ops, cone, jnp.zeros(2, jnp.int32), here, g), in_axes=(0, None)))
         mod = _torch_stage(net, torch, st.name)
@@ -103,12 +104,17 @@ def table(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    args = common.parser(__doc__).parse_args()
-    size, batch = (112, 8) if args.quick else (224, 32)
-    rows = profile(size, batch, args.rounds or (3 if args.quick else 5))
+    parser = common.parser(__doc__)
+    parser.add_argument("--arch", choices=("zfnet", "small"), default="zfnet")
+    parser.add_argument("--size", type=int, default=None, help="image side (zfnet 224, quick 112; small 28)")
+    parser.add_argument("--batch", type=int, default=None, help="batch (zfnet 32, quick 8; small 128)")
+    args = parser.parse_args()
+    size, batch = (28, 128) if args.arch == "small" else (112, 8) if args.quick else (224, 32)
+    size, batch = args.size or size, args.batch or batch
+    rows = profile(size, batch, args.rounds or (3 if args.quick else 5), args.arch)
     print(table(rows))
     slowest = min(rows, key=lambda r: r["torch_train_s"] / r["zfjax_train_s"])
-    print(json.dumps({"benchmark": "profile", "size": size, "batch": batch, "layers": rows,
+    print(json.dumps({"benchmark": "profile", "arch": args.arch, "size": size, "batch": batch, "layers": rows,
                       "slowest_train_layer": slowest["layer"]}))
 
 
