@@ -45,7 +45,7 @@ def zfnet(size: int = 224, batch: int = 1, num_classes: int = 1000, seed: int = 
     channels = models.get(name).input_shape[2]
     arch = models.get(name, init="fan_in", input_shape=(size, size, channels), num_classes=num_classes)
     params = models.init(arch, jax.random.key(seed))
-    images = jax.random.uniform(jax.random.key(seed + 1), (batch, size, size, 3), minval=-1.0, maxval=1.0)
+    images = jax.random.uniform(jax.random.key(seed + 1), (batch, *arch.input_shape), minval=-1.0, maxval=1.0)
     return arch, params, images, torch_net(arch, params) if twin else None
 
 

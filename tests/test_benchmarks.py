@@ -52,8 +52,9 @@ def test_occlusion_refuses_a_grid_captum_does_not_share():
         occlusion.bench(patch=48, stride=32, rounds=1, per_eval=8, size=224)  # 176 % 32: Captum adds a clipped square
 
 
-def test_profile_names_a_layer_for_each_stage(capsys, monkeypatch):
-    out = _run("profile", ["--size", "64", "--batch", "2"], capsys, monkeypatch)
+@pytest.mark.parametrize("args", [["--size", "64", "--batch", "2"], ["--arch", "small", "--batch", "4"]])
+def test_profile_names_a_layer_for_each_stage(args, capsys, monkeypatch):
+    out = _run("profile", args, capsys, monkeypatch)
     assert [r["layer"] for r in out["layers"]][:3] == ["conv1", "pool1", "conv2"]
     assert all(r[k] > 0 for r in out["layers"] for k in r if k.endswith("_s"))
     assert out["slowest_train_layer"] in [r["layer"] for r in out["layers"]]
