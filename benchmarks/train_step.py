@@ -77,7 +77,8 @@ def bench(size: int, batch: int, rounds: int) -> dict:
     med = lambda v: float(np.median(v))  # noqa: E731
     extra = {"zfnet_images_per_s": batch / med(zf[0]), "torch_zfnet_images_per_s": batch / med(zf[1]),
              "small_images_per_s": 128 / med(small[0]), "torch_small_images_per_s": 128 / med(small[1]),
-             "small_ratio": med(small[1]) / med(small[0]), "size": size, "batch": batch}
+             "small_ratio": med(small[1]) / med(small[0]), "small_zfjax_s": med(small[0]),
+             "small_reference_s": med(small[1]), "small_compile_s": small[2], "size": size, "batch": batch}
     print(f"small net: zfjax {extra['small_images_per_s']:.0f} images/s, torch "
           f"{extra['torch_small_images_per_s']:.0f} images/s (ratio {extra['small_ratio']:.2f}x)")
     err = max(zf[3], small[3])

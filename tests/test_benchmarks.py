@@ -34,6 +34,11 @@ def test_benchmark_runs_and_agrees(name, capsys, monkeypatch):
     assert out["benchmark"] == name and out["agree"] is True, out
     assert out["zfjax_s"] > 0 and out["reference_s"] > 0
     assert out["ratio"] == pytest.approx(out["reference_s"] / out["zfjax_s"])
+    if name == "train_step":  # the small net gets its own row in results.md
+        from benchmarks import all as bench_all
+        small = bench_all.small_net_row(out)
+        assert small["ratio"] == pytest.approx(small["reference_s"] / small["zfjax_s"])
+        assert "train_step_small" in bench_all.results_table([small])
 
 
 def test_results_table_marks_missed_targets():

@@ -178,8 +178,12 @@ def _cones(arch: models.Arch, layer: str, input_hw: tuple[int, int]) -> tuple[_C
 
 def _inside(start: Array, length: tuple[int, int], hw: tuple[int, int]) -> Array:
     """(rows, cols, 1) mask of the window at `start` that lies inside an (H, W) map."""
-    r, c = (start[i] + jnp.arange(length[i]) for i in range(2))
-    return (((r >= 0) & (r < hw[0]))[:, None] & ((c >= 0) & (c < hw[1]))[None, :])[..., None]
+    return _in_range(*(start[i] + jnp.arange(length[i]) for i in range(2)), hw)
+
+
+def _in_range(rows: Array, cols: Array, hw: tuple[int, int]) -> Array:
+    """(len(rows), len(cols), 1) mask: row index in [0, H) and column index in [0, W)."""
+    return (((rows >= 0) & (rows < hw[0]))[:, None] & ((cols >= 0) & (cols < hw[1]))[None, :])[..., None]
 
 
 def _out_margins(cones: tuple[_Cone, ...], i: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -233,10 +237,9 @@ def _stage_backward(arch: models.Arch, params: models.Params, ops: layers.Ops, c
 def _place(g: Array, start: Array, hw: tuple[int, int]) -> Array:
     """The (H, W, C) map that is `g` (a window whose top-left corner is at `start`, maybe hanging over the edges)
     inside the map and zero elsewhere: one gather writes the result (no zero canvas to fill and crop)."""
-    r, c = (jnp.arange(hw[i]) - start[i] for i in range(2))
-    inside = (((r >= 0) & (r < g.shape[0]))[:, None] & ((c >= 0) & (c < g.shape[1]))[None, :])[..., None]
+    r, c = (jnp.arange(hw[i]) - start[i] for i in range(2))  # image position -> window position
     window = g[jnp.clip(r, 0, g.shape[0] - 1)[:, None], jnp.clip(c, 0, g.shape[1] - 1)[None, :]]
-    return jnp.where(inside, window, jnp.zeros((), g.dtype))
+    return jnp.where(_in_range(r, c, g.shape[:2]), window, jnp.zeros((), g.dtype))
 
 
 def _pull_cropped(arch, params, ops, cones, channels, saved, channel, row, col, value) -> Array:
