@@ -126,7 +126,8 @@ def main() -> None:
     mode = "quick sizes (`--quick`)" if args.quick else "full sizes"
     gpu = HERE / "gpu_results.md"  # written by hand from a `benchmarks.gpu` run on the device machine
     report.write_text(HERE / "results.md", f"# zfjax benchmarks ({mode})\n\n{head}\n\n{results_table(results)}\n\n"
-                      "![ratios](results.png)\n\n[sweep](sweep.md)\n\n" + (gpu.read_text() if gpu.exists() else ""))
+                      "![ratios](results.png)\n\n[sweep](sweep.md) (time against work):\n\n"
+                      "![time against work](sweep.png)\n\n" + (gpu.read_text() if gpu.exists() else ""))
 
 
 if __name__ == "__main__":
