@@ -232,7 +232,11 @@ lcn.defvjp(_lcn_fwd, _lcn_bwd)
 
 
 class Ops(NamedTuple):
-    """The nonlinear pieces of the forward pass; their VJPs define a backward rule (see `zfjax.deconv`)."""
+    """The nonlinear pieces of the forward pass; their VJPs define a backward rule (see `zfjax.deconv`).
+
+    `lcn` must be a `jax.custom_vjp` whose residuals are maps of its input's shape: the cropped projection calls its
+    `fwd` rule once on the whole map and its `bwd` rule on each unit's window of the residuals.
+    """
     relu: Callable[[Array], Array]
     max_pool: Callable[[Array, int, int, bool], tuple[Array, Array]]
     lcn: Callable[..., Array]
