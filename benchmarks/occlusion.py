@@ -66,8 +66,8 @@ def bench(patch: int, stride: int, rounds: int, per_eval: int, size: int = 224) 
     err = common.max_rel_err(attribution_from_map(p0, maps.prob_true, image.shape[:2], patch, stride), reference())
     a, b = common.abab(ours, reference, rounds)
     positions = maps.prob_true.size
-    return common.report(f"occlusion_p{patch}_s{stride}", a, b, err <= 1e-3, compile_s=compile_s, err=err, positions=positions,
-                         per_eval=per_eval, size=size, patch=patch, stride=stride)
+    return common.report(f"occlusion_p{patch}_s{stride}", a, b, err <= 1e-3, compile_s=compile_s, err=err,
+                         positions=positions, per_eval=per_eval, size=size, patch=patch, stride=stride)
 
 
 def main() -> None:

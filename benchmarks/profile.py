@@ -41,7 +41,7 @@ def _stage_forward(arch: models.Arch, p: models.Params, st, x: jax.Array) -> jax
     if not st.pool:
         return jax.nn.relu(layers.conv(x, p[st.name]["w"], p[st.name]["b"], st.stride, st.pad))
     y = layers.max_pool(x, st.kernel, st.stride, arch.pool_ceil)[0]
-    return layers.lcn(y, arch.lcn_size, arch.lcn_k, arch.lcn_alpha, arch.lcn_beta) if st.lcn else y
+    return layers.lcn(y, *arch.lcn_params) if st.lcn else y
 
 
 def profile(size: int, batch: int, rounds: int, name: str = "zfnet") -> list[dict]:

@@ -191,10 +191,6 @@ def _out_margins(cones: tuple[_Cone, ...], i: int) -> tuple[tuple[int, int], tup
     return (cones[i + 1].before, cones[i + 1].after) if i + 1 < len(cones) else ((0, 0), (0, 0))
 
 
-def _lcn_args(arch: models.Arch) -> tuple:
-    return arch.lcn_size, arch.lcn_k, arch.lcn_alpha, arch.lcn_beta
-
-
 def _saved(arch: models.Arch, ops: layers.Ops, cones: tuple[_Cone, ...], fwd: models.Forward) -> tuple:
     """Per stage, what its backward needs from the shared forward, computed once for all units, padded by the margins:
     a conv's (post-ReLU) map; a pool's switches as window offsets (`ops.max_pool`) and, with LCN, the residuals of
@@ -204,7 +200,7 @@ def _saved(arch: models.Arch, ops: layers.Ops, cones: tuple[_Cone, ...], fwd: mo
         st = cone.stage
         if st.pool:
             pooled, offset = ops.max_pool(fwd.acts[st.source], st.kernel, st.stride, arch.pool_ceil)
-            maps = (offset, ops.lcn.fwd(pooled, *_lcn_args(arch))[1] if st.lcn else None)
+            maps = (offset, ops.lcn.fwd(pooled, *arch.lcn_params)[1] if st.lcn else None)
         else:
             maps = (fwd.acts[st.name],)
         out.append(jax.tree.map(lambda m: jnp.pad(m, ((0, 0), *zip(*_out_margins(cones, i)), (0, 0))), maps))
@@ -230,7 +226,7 @@ def _stage_backward(arch: models.Arch, params: models.Params, ops: layers.Ops, c
     offset, lcn_residuals = saved
     g = jnp.where(_inside(out_start, g.shape[:2], cone.out_hw), g, jnp.zeros((), g.dtype))
     if st.lcn:  # after the mask: LCN mixes maps, not positions, and its rule's result then feeds the unpooling as is
-        (g,) = ops.lcn.bwd(*_lcn_args(arch), lcn_residuals, g)
+        (g,) = ops.lcn.bwd(*arch.lcn_params, lcn_residuals, g)
     return layers.unpool_offsets(g[None], offset[None], cone.length, st.kernel, st.stride)[0]
 
 
@@ -434,7 +430,7 @@ def _unpool_block(arch: models.Arch, c: models.Conv, fwd: models.Forward, g: Arr
     if c.lcn and arch.lcn and lcn_rule == "gradient":
         n, ch = g.shape[0], g.shape[3]
         pooled = jnp.take_along_axis(conv_map.reshape(n, -1, ch), switches.reshape(n, -1, ch), axis=1)
-        g = lcn_gradient(g, pooled.reshape(g.shape), arch.lcn_size, arch.lcn_k, arch.lcn_alpha, arch.lcn_beta)
+        g = lcn_gradient(g, pooled.reshape(g.shape), *arch.lcn_params)
     return unpool(g, switches, conv_map.shape[1:3])
 
 

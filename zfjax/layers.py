@@ -70,7 +70,7 @@ def conv_transpose(g: Array, w: Array, stride: int, padding: int, in_hw: tuple[i
     runs a generic loop 5-10x slower than the Eigen convolution.
     """
     s, k = stride, w.shape[0]
-    n, cin = g.shape[0], w.shape[2]
+    n, cin, cout = g.shape[0], w.shape[2], w.shape[3]
     first = padding // s  # units u in [first, last) cover every t + padding with 0 <= t < size
     last = tuple(-(-(size + padding) // s) for size in in_hw)
     if s > 1 and k % s and cin >= PHASE_SPLIT_MIN_CHANNELS:
@@ -80,8 +80,8 @@ def conv_transpose(g: Array, w: Array, stride: int, padding: int, in_hw: tuple[i
         m = -(-k // s)  # taps per phase, padded
         wp = jnp.pad(w, ((0, s * m - k), (0, s * m - k), (0, 0), (0, 0)))
         # kernel[jy, jx, co, (ry, rx, ci)] = w[ry + s * (m - 1 - jy), rx + s * (m - 1 - jx), ci, co]
-        sub = wp.reshape(m, s, m, s, w.shape[2], w.shape[3])[::-1, :, ::-1].transpose(0, 2, 5, 1, 3, 4)
-        z = _unit_conv(g, sub.reshape(m, m, w.shape[3], s * s * cin), first, last)
+        sub = wp.reshape(m, s, m, s, cin, cout)[::-1, :, ::-1].transpose(0, 2, 5, 1, 3, 4)
+        z = _unit_conv(g, sub.reshape(m, m, cout, s * s * cin), first, last)
         z = z.reshape(*z.shape[:3], s, s, cin).transpose(0, 1, 3, 2, 4, 5)
     z = z.reshape(n, (last[0] - first) * s, (last[1] - first) * s, cin)
     crop = padding - s * first

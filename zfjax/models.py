@@ -82,6 +82,11 @@ class Arch:
         return tuple(names) + tuple(f.name for f in self.fcs) + ("fc8",)
 
     @property
+    def lcn_params(self) -> tuple[int, float, float, float]:
+        """`layers.lcn`'s (size, k, alpha, beta) for this net."""
+        return self.lcn_size, self.lcn_k, self.lcn_alpha, self.lcn_beta
+
+    @property
     def pool_names(self) -> tuple[str, ...]:
         return tuple(c.pool_name for c in self.convs if c.pool)
 
@@ -318,7 +323,7 @@ def apply(arch: Arch, params: Params, x: Array, *, train: bool = False, rng: Arr
             x, offset = ops.max_pool(x, arch.pool_window, arch.pool_stride, arch.pool_ceil)
             switches[c.pool_name] = layers.switches_from_offsets(offset, in_width, arch.pool_window, arch.pool_stride)
             if c.lcn and arch.lcn:
-                x = ops.lcn(x, arch.lcn_size, arch.lcn_k, arch.lcn_alpha, arch.lcn_beta)
+                x = ops.lcn(x, *arch.lcn_params)
             if done(c.pool_name, x):
                 return Forward(None, acts, switches)
     x = x.reshape(x.shape[0], -1)

@@ -111,7 +111,7 @@ def _step(arch: models.Arch, params: models.Params, stage: rf.Stage, region: Arr
     if stage.pool:
         x = layers.max_pool(x, stage.kernel, stage.stride, False)[0]
         if stage.lcn:
-            x = layers.lcn(x, arch.lcn_size, arch.lcn_k, arch.lcn_alpha, arch.lcn_beta)
+            x = layers.lcn(x, *arch.lcn_params)
     else:
         x = jax.nn.relu(layers.conv(x, params[stage.name]["w"], params[stage.name]["b"], stage.stride, 0))
     return x[0]
