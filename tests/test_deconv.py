@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zfjax import deconv, layers, models
+from zfjax import deconv, layers, models, rules
 
 STATIC = ("arch", "layer", "rule", "lcn_rule")
 
@@ -267,9 +267,10 @@ def test_unit_with_zero_activation_projects_to_zeros(small):
 def test_backward_rules_of_relu_and_lcn():
     x = jnp.array([-2.0, -0.5, 0.0, 0.5, 2.0])
     g = jnp.array([1.0, -1.0, 3.0, -3.0, 2.0])
-    for fn, want in [(deconv.rectified_relu, [1.0, 0.0, 3.0, 0.0, 2.0]),  # max(g, 0), whatever the sign of x
-                     (deconv.guided_relu, [0.0, 0.0, 0.0, 0.0, 2.0]),  # max(g, 0) where x > 0
-                     (jax.nn.relu, [0.0, 0.0, 0.0, -3.0, 2.0])]:  # the gradient
+    for fn, want in [(rules.RELUS["deconvnet"], [1.0, 0.0, 3.0, 0.0, 2.0]),  # max(g, 0), whatever the sign of x
+                     (rules.RELUS["guided"], [0.0, 0.0, 0.0, 0.0, 2.0]),  # max(g, 0) where x > 0
+                     (rules.RELUS["saliency"], [0.0, 0.0, 0.0, -3.0, 2.0]),  # the gradient
+                     (jax.nn.relu, [0.0, 0.0, 0.0, -3.0, 2.0])]:
         y, pullback = jax.vjp(fn, x)
         np.testing.assert_array_equal(y, jax.nn.relu(x))
         np.testing.assert_array_equal(pullback(g)[0], want)

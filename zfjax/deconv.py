@@ -31,31 +31,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from zfjax import layers, models
+from zfjax import layers, models, rules, units
 from zfjax import receptive_field as rf
+from zfjax.rules import RULES
+from zfjax.units import Projections
 
 Array = jax.Array
-RULES = ("deconvnet", "guided", "saliency")
 LCN_RULES = ("identity", "gradient")
-
-
-@jax.custom_vjp
-def rectified_relu(x: Array) -> Array:
-    """ReLU whose backward pass rectifies the incoming signal, ignoring the forward sign (the deconvnet rule)."""
-    return jax.nn.relu(x)
-
-
-rectified_relu.defvjp(lambda x: (jax.nn.relu(x), None), lambda _, g: (jnp.maximum(g, 0),))
-
-
-@jax.custom_vjp
-def guided_relu(x: Array) -> Array:
-    """ReLU whose backward pass keeps positive signal where the forward input was positive (guided backprop)."""
-    return jax.nn.relu(x)
-
-
-guided_relu.defvjp(lambda x: (jax.nn.relu(x), x > 0),
-                   lambda positive, g: (jnp.where(positive, jnp.maximum(g, 0), jnp.zeros((), g.dtype)),))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
@@ -74,17 +56,15 @@ def _lcn_identity_bwd(size, k, alpha, beta, _, g):
 
 lcn_skipped_backward.defvjp(_lcn_fwd, _lcn_identity_bwd)
 
-_RELUS = {"deconvnet": rectified_relu, "guided": guided_relu, "saliency": jax.nn.relu}
 _LCNS = {"identity": lcn_skipped_backward, "gradient": layers.lcn}
 
 
 def backward_ops(rule: str = "deconvnet", lcn_rule: str = "identity") -> layers.Ops:
     """The `layers.Ops` whose VJPs implement `rule` and `lcn_rule` (the one place the rules are chosen)."""
-    if rule not in RULES:
-        raise ValueError(f"unknown rule {rule!r}; choose one of {RULES}")
+    rules.check(rule)
     if lcn_rule not in LCN_RULES:
         raise ValueError(f"unknown lcn_rule {lcn_rule!r}; choose one of {LCN_RULES}")
-    return layers.Ops(relu=_RELUS[rule], max_pool=layers.max_pool, lcn=_LCNS[lcn_rule])
+    return layers.Ops(relu=rules.RELUS[rule], max_pool=layers.max_pool, lcn=_LCNS[lcn_rule])
 
 
 def projectable_layers(arch: models.Arch) -> tuple[str, ...]:
@@ -97,55 +77,11 @@ def _check_layer(arch: models.Arch, layer: str) -> None:
         raise ValueError(f"cannot project from layer {layer!r}; {arch.name} has {list(projectable_layers(arch))}")
 
 
-def _concrete(v) -> np.ndarray | None:
-    """`v` as a numpy array, or None when it is a traced value (validation then happens only on concrete input)."""
-    try:
-        return np.asarray(v)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        return None
-
-
-def _check_unit(layer: str, shape: tuple[int, ...], channel, position) -> None:
-    """ValueError for a concrete channel or position outside the (N, H, W, C) map of `layer`."""
-    n, h, w, c = shape
-    ch = _concrete(channel)
-    if ch is not None and (ch.ndim != 0 or not 0 <= int(ch) < c):
-        raise ValueError(f"channel {channel!r} is out of range: {layer} has {c} channels (0..{c - 1})")
-    if position is None:
-        return
-    pos = _concrete(position)
-    if pos is not None:
-        if pos.shape not in ((2,), (n, 2)):
-            raise ValueError(f"position must be (h, w) or an (N, 2) = ({n}, 2) array, got shape {pos.shape}")
-        rows, cols = pos.reshape(-1, 2).T
-        if rows.min() < 0 or cols.min() < 0 or rows.max() >= h or cols.max() >= w:
-            raise ValueError(f"position {pos.tolist()} is outside the {h}x{w} map of {layer}")
-
-
-class Projections(NamedTuple):
-    """Projected units (leading axis: one per unit; in `project_many`, per chosen channel of the image)."""
-    projections: Array  # (U, H, W, C_in): each unit projected to pixels
-    values: Array  # (U,): its activation (0 means the projection is all zeros)
-    positions: Array  # (U, 2) int32: its (h, w) in the layer's map
-
-
 def _forward(arch, params, x, layer, rule, lcn_rule):
     """`(acts[layer], pullback)`: the forward pass stopped at `layer`, run with the Ops of the backward rule."""
     _check_layer(arch, layer)
     ops = backward_ops(rule, lcn_rule)
     return jax.vjp(lambda x: models.apply(arch, params, x, upto=layer, ops=ops).acts[layer], x)
-
-
-def _select(acts: Array, channel, position) -> tuple[Array, Array, Array]:
-    """Per image, the chosen unit's (rows, cols, value): `position`, or the channel's strongest unit when None."""
-    n, _, w, _ = acts.shape
-    fmap = jnp.take(acts, channel, axis=3)  # (N, H, W); works for a traced channel
-    if position is None:
-        flat = jnp.argmax(fmap.reshape(n, -1), axis=1)
-        rows, cols = flat // w, flat % w
-    else:
-        rows, cols = jnp.broadcast_to(jnp.asarray(position, jnp.int32), (n, 2)).T
-    return rows, cols, fmap[jnp.arange(n), rows, cols]
 
 
 class _Cone(NamedTuple):
@@ -273,8 +209,7 @@ def _projector(arch, params, x, layer, rule, lcn_rule, crop):
         acts, pullback = _forward(arch, params, x, layer, rule, lcn_rule)
 
         def pull(channel, rows, cols, value):
-            images = jnp.arange(acts.shape[0])
-            return pullback(jnp.zeros_like(acts).at[images, rows, cols, channel].set(value))[0]
+            return pullback(units.seed(acts, channel, rows, cols, value))[0]
         return acts, pull
     fwd = models.apply(arch, params, x, upto=layer)
     saved = _saved(arch, ops, cones, fwd)
@@ -287,7 +222,7 @@ def _projector(arch, params, x, layer, rule, lcn_rule, crop):
 
 def _pull_unit(acts: Array, pull, channel, position) -> Projections:
     """Seed the chosen unit of each image with its value (all else zero) and pull it back to pixels."""
-    rows, cols, value = _select(acts, channel, position)
+    rows, cols, value = units.select(acts, channel, position)
     return Projections(pull(channel, rows, cols, value), value, jnp.stack([rows, cols], axis=1).astype(jnp.int32))
 
 
@@ -305,7 +240,7 @@ def project(arch: models.Arch, params: models.Params, x: Array, layer: str, chan
     models.check_images(arch, x, upto=layer)
     models.check_params(arch, params)
     acts, pull = _projector(arch, params, x, layer, rule, lcn_rule, crop)
-    _check_unit(layer, acts.shape, channel, position)
+    units.check(layer, acts.shape, channel, position)
     return _pull_unit(acts, pull, channel, position).projections
 
 
@@ -360,12 +295,8 @@ def unpool(g: Array, switches: Array, in_hw: tuple[int, int]) -> Array:
 
 
 def rectify(g: Array, act: Array, rule: str) -> Array:
-    """Backward through a ReLU whose output was `act`: rectify (deconvnet), rectify+mask (guided), mask (saliency)."""
-    if rule == "deconvnet":
-        return jnp.maximum(g, 0)
-    if rule == "guided":
-        return jnp.where(act > 0, jnp.maximum(g, 0), 0)
-    return jnp.where(act > 0, g, 0)
+    """Backward through a ReLU whose output was `act` (its sign is its input's), by the rule table."""
+    return rules.backward(rule, act > 0, g)
 
 
 def conv_transpose(g: Array, w: Array, stride: int, padding: int, in_hw: tuple[int, int]) -> Array:
@@ -405,7 +336,7 @@ def project_reference(arch: models.Arch, params: models.Params, x: Array, layer:
     _check_layer(arch, layer)
     fwd = models.apply(arch, params, x, upto=layer)
     acts = fwd.acts[layer]
-    _check_unit(layer, acts.shape, channel, position)
+    units.check(layer, acts.shape, channel, position)
     n, _, w, _ = acts.shape
     if position is None:
         flat = jnp.argmax(acts[..., channel].reshape(n, -1), axis=1)
@@ -442,6 +373,9 @@ def _input_hw(arch: models.Arch, fwd: models.Forward, x: Array, i: int) -> tuple
     return fwd.acts[prev.pool_name if prev.pool else prev.name].shape[1:3]
 
 
-__all__ = ["RULES", "LCN_RULES", "backward_ops", "projectable_layers", "project", "project_many", "Projections",
-           "project_reference", "unpool", "rectify", "conv_transpose", "lcn_gradient", "rectified_relu",
-           "guided_relu", "lcn_skipped_backward"]
+# The rules as a transformation of any function, and its projections (the built-in nets are one user of it).
+from zfjax.projection import project_fn, project_many_fn  # noqa: E402
+from zfjax.transform import apply_rule, rule_sites  # noqa: E402
+
+__all__ = ["apply_rule", "rule_sites", "project_fn", "project_many_fn", "RULES", "LCN_RULES", "backward_ops", "projectable_layers", "project", "project_many", "Projections",
+           "project_reference", "unpool", "rectify", "conv_transpose", "lcn_gradient", "lcn_skipped_backward"]

@@ -1,10 +1,19 @@
-"""Receptive fields: which input pixels a unit of a conv or pool map can see (used to crop patches and projections)."""
+"""Receptive fields: which input pixels a unit of a feature map can see (used to crop patches and projections).
+
+`receptive_field` walks a built-in net's convs and pools; `Field` does the same for any function from images to a
+feature map, from its jaxpr (`zfjax.intervals`): convolutions (strides, padding, dilation), pools, pads, slices
+and elementwise operations are followed exactly, and a flatten or a dense layer means the whole image.
+"""
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
-from zfjax import models
+import jax
+import numpy as np
+
+from zfjax import intervals, models
+from zfjax import program as pg
 
 
 def receptive_field(arch: models.Arch, layer: str, position: tuple[int, int], *,
@@ -74,4 +83,40 @@ def stages(arch: models.Arch) -> tuple[Stage, ...]:
     return tuple(out)
 
 
-__all__ = ["receptive_field", "Stage", "stages"]
+class Field:
+    """Receptive fields of the units of ``fn``: images (N, H, W, C) of `input_shape` -> an (N, h, w, c) map."""
+
+    def __init__(self, fn: Callable, input_shape: Sequence[int], dtype=np.float32):
+        self.input_shape = tuple(int(s) for s in input_shape)
+        prog, _ = pg.trace(fn, jax.ShapeDtypeStruct((1, *self.input_shape), dtype))
+        if len(prog.outvars) != 1 or len(prog.outvars[0].aval.shape) != 4:
+            raise ValueError(f"the function must return one (N, h, w, c) map, got "
+                             f"{[tuple(v.aval.shape) for v in prog.outvars]}")
+        self.map_shape = tuple(prog.outvars[0].aval.shape[1:])
+        self._image = prog.invars[0]
+        self._walker = intervals.Walker(prog)
+
+    def _span(self, rows: tuple[int, int], cols: tuple[int, int]) -> tuple[int, int, int, int]:
+        need = self._walker.needs([((0, 0), rows, cols, (0, self.map_shape[2] - 1))]).get(id(self._image))
+        if need is None:  # the map does not depend on the image
+            return 0, 0, 0, 0
+        (y0, y1), (x0, x1) = need[1], need[2]
+        return int(y0), int(y1) + 1, int(x0), int(x1) + 1
+
+    def window(self, position: Sequence[int]) -> tuple[int, int, int, int]:
+        """Input window ``(y0, y1, x0, x1)`` (half-open) seen by the unit at `position` = (h, w)."""
+        h, w = self.map_shape[:2]
+        row, col = (int(p) for p in position)
+        if not (0 <= row < h and 0 <= col < w):
+            raise ValueError(f"position {tuple(position)} is outside the {h}x{w} map")
+        return self._span((row, row), (col, col))
+
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the largest window: the size of a tile that holds any unit's whole field."""
+        h, w = self.map_shape[:2]
+        rows = max(y1 - y0 for y0, y1, _, _ in (self._span((i, i), (0, 0)) for i in range(h)))
+        cols = max(x1 - x0 for _, _, x0, x1 in (self._span((0, 0), (j, j)) for j in range(w)))
+        return rows, cols
+
+
+__all__ = ["receptive_field", "Stage", "stages", "Field"]
