@@ -48,7 +48,8 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
         for epoch in epochs:
             logging.info("%s, epoch %d", layer, epoch)
             top = last if epoch == epochs[-1] else strongest(net, snaps[epoch], config, source, layer)
-            per_epoch.append(visualize.top_tiles(net.arch, snaps[epoch], top, maps, images, layer))
+            per_epoch.append(visualize.top_tiles(visual.network(net), top, maps, images, layer,
+                                                     variables=snaps[epoch]))
             results.setdefault(layer, {"maps": maps, "epochs": {}})["epochs"][epoch] = {
                 "value": top.values[maps, 0], "image": top.image[maps, 0], "h": top.h[maps, 0], "w": top.w[maps, 0]}
         columns[layer] = np.concatenate([t.projections for t in per_epoch], axis=1)  # (maps, epochs, S, S, C)

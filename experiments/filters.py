@@ -63,7 +63,7 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
         top = topk.scan(net.arch, net.params, visual.batches(net, source, net_config.batch_size,
                                                              net_config.num_threads), layer=config.layer2, k=config.k)
         maps = visual.pick_maps(top.values[:, 0], config.maps_per_layer, config.seed)
-        tiles = visualize.top_tiles(net.arch, net.params, top, maps, visual.images(net, source), config.layer2)
+        tiles = visualize.top_tiles(visual.network(net), top, maps, visual.images(net, source), config.layer2)
         file = f"top9_{config.layer2}_{name}.png"
         report.save_figure(viz.top9_figure(tiles.projections, tiles.patches,
                                            f"{label}: {config.layer2} top {top.values.shape[1]}"), workdir / file)

@@ -27,7 +27,7 @@ def layer_figure(net: visual.Net, config: Any, source: Any, layer: str, workdir:
     top = topk.scan(net.arch, net.params, visual.batches(net, source, config.batch_size, config.num_threads),
                     layer=layer, k=config.k)
     maps = visual.pick_maps(top.values[:, 0], config.maps_per_layer, config.seed)
-    tiles = visualize.top_tiles(net.arch, net.params, top, maps, visual.images(net, source), layer)
+    tiles = visualize.top_tiles(visual.network(net), top, maps, visual.images(net, source), layer)
     size = tiles.projections.shape[2]
     title = f"{layer}: top {top.values.shape[1]} of {len(source)} images, {len(maps)} of " \
             f"{top.values.shape[0]} maps (tiles of {size}x{size} pixels)"

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from zfjax import checkpoints, models, train, visualize, weights
+from zfjax import network as zfjax_network
 from zfjax.data import Data, load as load_data, pipeline
 
 
@@ -44,6 +45,11 @@ def load_net(config: Any) -> Net:
     models.check_params(arch, params)
     mean = np.asarray(data.mean, np.float32)
     return Net(arch, params, data, mean, float(config.train.pixel_scale), source)
+
+
+def network(net: Net) -> zfjax_network.Network:
+    """`net` as the `zfjax.network.Network` the figure functions take."""
+    return zfjax_network.from_arch(net.arch, net.params, net.mean, net.scale, name=net.arch.name)
 
 
 def _view(crops: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -87,4 +93,4 @@ def pick_maps(top_values: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 from experiments.cli import main  # noqa: E402  (re-exported: the visual scripts call visual.main)
 
-__all__ = ["Net", "load_net", "subset", "batches", "images", "pick_maps", "main"]
+__all__ = ["Net", "load_net", "network", "subset", "batches", "images", "pick_maps", "main"]

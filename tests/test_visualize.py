@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from zfjax import deconv, models, topk, visualize, viz
+from zfjax import deconv, models, network, topk, visualize, viz
 from zfjax.receptive_field import receptive_field
 
 LAYERS = ("conv1", "pool1", "conv2", "conv3", "conv5")
@@ -17,7 +17,7 @@ def net():
                       conv4={"features": 8}, conv5={"features": 8}, fc6={"features": 16}, fc7={"features": 16})
     params = models.init(arch, jax.random.key(0))
     x = np.random.default_rng(0).normal(size=(10, 28, 28, 1)).astype(np.float32)
-    return arch, params, x
+    return arch, params, x, network.from_arch(arch, params, 0.0, 1.0)
 
 
 def _reference_tile(full: np.ndarray, tile) -> np.ndarray:
@@ -33,10 +33,10 @@ def _reference_tile(full: np.ndarray, tile) -> np.ndarray:
 
 @pytest.mark.parametrize("layer", ["conv3"])
 def test_top_tiles_equal_deconv_project_of_the_same_unit(net, layer):
-    arch, params, x = net
+    arch, params, x, n = net
     top = topk.scan(arch, params, [x[:6], x[6:]], layer=layer, k=3)
     channels = np.array([0, 3, 7])
-    tiles = visualize.top_tiles(arch, params, top, channels, lambda i: (x[i], x[i] * 0 + 0.25), layer)
+    tiles = visualize.top_tiles(n, top, channels, lambda i: (x[i], x[i] * 0 + 0.25), layer)
     assert tiles.projections.shape[:2] == (3, 3) and tiles.patches.shape == tiles.projections.shape
     for m, c in enumerate(channels):
         for j in range(3):
@@ -51,13 +51,13 @@ def test_top_tiles_equal_deconv_project_of_the_same_unit(net, layer):
 
 @pytest.mark.parametrize("layer", LAYERS)
 def test_tile_holds_the_units_support_and_its_receptive_field(net, layer):
-    arch, params, x = net
+    arch, params, x, n = net
     h, w, c = arch.shapes()[layer]
     positions = np.array([[0, 0], [h - 1, w - 1], [h // 2, w // 2], [0, w - 1], [h // 3, 0]])
     channels = np.arange(len(positions)) % c
-    projections = visualize.project_units(arch, params, x[:len(positions)], layer, channels, positions, chunk=4)
-    tiles = visualize.windows(arch, layer, positions)
-    size = visualize.window_size(arch, layer)
+    projections = visualize.project_units(n, layer, x[:len(positions)], channels, positions, chunk=4)
+    tiles = visualize.windows(visualize.field(n, layer), positions, (28, 28))
+    size = visualize.field(n, layer).size()
     assert np.all(tiles[:, 1] - tiles[:, 0] == size[0]) and np.all(tiles[:, 3] - tiles[:, 2] == size[1])
     for p, pos, (y0, y1, x0, x1) in zip(projections, positions, tiles):
         f = receptive_field(arch, layer, tuple(pos))
@@ -71,19 +71,19 @@ def test_tile_holds_the_units_support_and_its_receptive_field(net, layer):
 
 
 def test_project_units_chunks_agree_and_reject_bad_units(net):
-    arch, params, x = net
+    arch, params, x, n = net
     pos = np.array([[1, 2], [5, 5], [13, 0]])
-    a = visualize.project_units(arch, params, x[:3], "conv2", [1, 2, 3], pos, chunk=2)
-    b = visualize.project_units(arch, params, x[:3], "conv2", [1, 2, 3], pos, chunk=4)
+    a = visualize.project_units(n, "conv2", x[:3], [1, 2, 3], pos, chunk=2)
+    b = visualize.project_units(n, "conv2", x[:3], [1, 2, 3], pos, chunk=4)
     np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="outside conv2"):
-        visualize.project_units(arch, params, x[:1], "conv2", [8], [[0, 0]])
+        visualize.project_units(n, "conv2", x[:1], [8], [[0, 0]])
     with pytest.raises(ValueError, match="outside conv2"):
-        visualize.project_units(arch, params, x[:1], "conv2", [0], [[14, 0]])
-    with pytest.raises(ValueError, match="cannot project"):
-        visualize.project_units(arch, params, x[:1], "fc6", [0], [[0, 0]])
+        visualize.project_units(n, "conv2", x[:1], [0], [[14, 0]])
+    with pytest.raises(ValueError, match="has no layer 'fc6'"):
+        visualize.project_units(n, "fc6", x[:1], [0], [[0, 0]])
     with pytest.raises(ValueError, match="need x"):
-        visualize.project_units(arch, params, x[:2], "conv2", [0], [[0, 0]])
+        visualize.project_units(n, "conv2", x[:2], [0], [[0, 0]])
 
 
 def test_crop_pads_outside_and_rejects_mixed_sizes():
