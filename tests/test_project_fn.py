@@ -279,15 +279,17 @@ def cases(images):
     }
 
 
+@pytest.mark.parametrize("crop", [True, False], ids=["cropped", "whole"])
 @pytest.mark.parametrize("rule", rules.RULES)
 @pytest.mark.parametrize("case", ["vgg/relu2", "vgg/relu4", "resnet/block1", "resnet/block2", "nnx/relu2", "lax"])
-def test_projections_match_captum_on_torch_twins(cases, images, case, rule):
+def test_projections_match_captum_on_torch_twins(cases, images, case, rule, crop):
     fn, net, module = cases[case]
     acts = np.asarray(fn(jnp.asarray(images)))
     shape = acts.shape
     channel = int(np.argmax(acts.max(axis=(1, 2)).min(0)))  # alive in every image
     for position in (None, (shape[1] // 2, shape[2] - 2)):
-        ours = jax.jit(lambda x: deconv.project_fn(fn, x, channel, position, rule=rule))(jnp.asarray(images))
+        ours = jax.jit(lambda x: deconv.project_fn(fn, x, channel, position, rule=rule, crop=crop))(
+            jnp.asarray(images))
         want = _captum(rule, net, module, images, channel, position)
         assert np.abs(want).max() > 0, "a dead unit tests nothing"
         assert _rel_err(ours, want) <= 1e-4, (case, rule, position, _rel_err(ours, want))

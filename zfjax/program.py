@@ -82,16 +82,27 @@ class Program(NamedTuple):
 
 def trace(fn: Callable, *args) -> tuple[Program, Any]:
     """The `Program` of ``fn(*args)`` (every array leaf of `args` an input) and the output's pytree structure."""
+    closed, out_tree = trace_jaxpr(fn, *args)
+    return from_jaxpr(closed), out_tree
+
+
+def trace_jaxpr(fn: Callable, *args) -> tuple[jcore.ClosedJaxpr, Any]:
+    """The closed jaxpr of ``fn(*args)`` over the flat leaves of `args`, and the output's pytree structure."""
     flat, in_tree = jax.tree.flatten(args)
     closed, shapes = jax.make_jaxpr(lambda *a: fn(*jax.tree.unflatten(in_tree, a)), return_shape=True)(*flat)
-    return from_jaxpr(closed), jax.tree.structure(shapes)
+    return closed, jax.tree.structure(shapes)
 
 
-def from_jaxpr(closed: jcore.ClosedJaxpr) -> Program:
-    """Flatten `closed` (inline `INLINED` calls), drop dead operations and mark the sites."""
+def from_jaxpr(closed: jcore.ClosedJaxpr, *, deep: bool = False) -> Program:
+    """Flatten `closed` (inline `INLINED` calls), drop dead operations and mark the sites.
+
+    `deep` also inlines the primal of every ``custom_jvp``/``custom_vjp`` function that is not a ReLU, every
+    ``remat`` body and every named activation (their own derivative rules are dropped): only primitives remain,
+    as `zfjax.cone`'s windowed backward needs.
+    """
     program = Program([], [], [Var(v.aval) for v in closed.jaxpr.invars], [], [])
     constvars = _new_consts(program, closed.consts)
-    program.outvars.extend(_inline(closed.jaxpr, constvars + program.invars, program, ""))
+    program.outvars.extend(_inline(closed.jaxpr, constvars + program.invars, program, "", deep))
     program = _dead_code_removed(program)
     _mark_sites(program)
     return program
@@ -105,7 +116,7 @@ def _new_consts(program: Program, values: Sequence) -> list[Var]:
     return out
 
 
-def _inline(jaxpr: jcore.Jaxpr, args: list, program: Program, prefix: str) -> list:
+def _inline(jaxpr: jcore.Jaxpr, args: list, program: Program, prefix: str, deep: bool) -> list:
     """Append `jaxpr`'s equations to `program` with its inputs bound to `args`; its outputs as atoms there."""
     ops = program.ops
     env: dict = dict(zip(list(jaxpr.constvars) + list(jaxpr.invars), args))
@@ -116,16 +127,16 @@ def _inline(jaxpr: jcore.Jaxpr, args: list, program: Program, prefix: str) -> li
     for eqn in jaxpr.eqns:
         where = "/".join(p for p in (prefix, str(eqn.source_info.name_stack)) if p)
         ins = [read(a) for a in eqn.invars]
-        if eqn.primitive.name in INLINED:
+        if eqn.primitive.name in INLINED or (deep and _inlined_deep(eqn)):
             sub = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
             sub_jaxpr, consts = (sub.jaxpr, list(sub.consts)) if hasattr(sub, "jaxpr") else (sub, [])
             name = eqn.params.get("name", "")
-            if name in ACTIVATIONS:  # a jax.nn activation the rules do not cover: one site, not its insides
+            if name in ACTIVATIONS and not deep:  # a jax.nn activation the rules do not cover: one site
                 outs = [Var(v.aval) for v in eqn.outvars]
                 ops.append(Op(eqn.primitive, eqn.params, ins, outs, where, eqn.effects,
                               Site("other", name, where, tuple(outs[0].aval.shape))))
             else:
-                outs = _inline(sub_jaxpr, _new_consts(program, consts) + ins, program, where)
+                outs = _inline(sub_jaxpr, _new_consts(program, consts) + ins, program, where, deep)
         else:
             outs = [Var(v.aval) for v in eqn.outvars]
             ops.append(Op(eqn.primitive, eqn.params, ins, outs, where, eqn.effects))
@@ -133,6 +144,14 @@ def _inline(jaxpr: jcore.Jaxpr, args: list, program: Program, prefix: str) -> li
             if not isinstance(v, jcore.DropVar):
                 env[v] = o
     return [read(a) for a in jaxpr.outvars]
+
+
+def _inlined_deep(eqn) -> bool:
+    """Whether `from_jaxpr(deep=True)` inlines this equation's body (everything with one but a ReLU)."""
+    name = eqn.primitive.name
+    if name == "custom_jvp_call":
+        return not _is_relu(from_jaxpr(eqn.params["call_jaxpr"]))
+    return name in ("custom_vjp_call", "checkpoint", "remat", "remat2")
 
 
 def _dead_code_removed(p: Program) -> Program:
@@ -264,8 +283,10 @@ def all_sites(p: Program, prefix: str = "") -> Iterator[Site]:
             yield from all_sites(sub, "/".join(s for s in (prefix, op.where, label) if s))
 
 
-def evaluate(p: Program, args: Sequence, rewrite: Callable[[Op, list], list | None] | None = None) -> list:
-    """Run `p` on `args` (flat), binding each operation; `rewrite(op, invals)` may return replacement outputs."""
+def evaluate(p: Program, args: Sequence, rewrite: Callable[[Op, list], list | None] | None = None, *,
+             keep: dict | None = None) -> list:
+    """Run `p` on `args` (flat), binding each operation; `rewrite(op, invals)` may return replacement outputs.
+    `keep` (id(var) -> None) receives the values of those variables."""
     env: dict = {id(v): c for v, c in zip(p.constvars, p.consts)}
     env.update((id(v), a) for v, a in zip(p.invars, args))
 
@@ -278,6 +299,8 @@ def evaluate(p: Program, args: Sequence, rewrite: Callable[[Op, list], list | No
         if outs is None:
             outs = bind(op, invals)
         env.update((id(v), o) for v, o in zip(op.outs, outs))
+    if keep is not None:
+        keep.update((k, env[k]) for k in keep if k in env)
     return [read(a) for a in p.outvars]
 
 
@@ -292,5 +315,5 @@ def bind(op: Op, invals: Sequence) -> list:
     return list(out) if op.primitive.multiple_results else [out]
 
 
-__all__ = ["Program", "Op", "Var", "Site", "trace", "from_jaxpr", "evaluate", "bind", "all_sites", "sub_programs",
+__all__ = ["Program", "Op", "Var", "Site", "trace", "trace_jaxpr", "from_jaxpr", "evaluate", "bind", "all_sites", "sub_programs",
            "ACTIVATIONS", "ACTIVATION_PRIMITIVES", "INLINED"]

@@ -1,0 +1,110 @@
+"""Projections of a model zfjax does not know: a Flax linen VGG-11 conv stack (conv1 .. conv5_2, 224x224), 32
+units of conv5_2 of one image through the user's own ``jax.jit(jax.vmap(lambda c: deconv.project_fn(fn, x, c)))``,
+vs Captum's NeuronDeconvolution per unit on the torch twin cut at conv5_2's ReLU (its fastest fair form: nothing
+after the projected layer runs).
+
+Usage: ``python -m benchmarks.any_model [--quick] [--rounds 5] [--size 224] [--count 32] [--crop auto|true|false]``
+(``--crop false``: the whole-network VJP per unit, the plain transformation). The last line printed is the JSON
+report (see `benchmarks.common.report`).
+"""
+from __future__ import annotations
+
+import warnings
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import common
+from zfjax import adapters, deconv
+
+VGG11 = (("conv1", 64), "pool", ("conv2", 128), "pool", ("conv3_1", 256), ("conv3_2", 256), "pool",
+         ("conv4_1", 512), ("conv4_2", 512), "pool", ("conv5_1", 512), ("conv5_2", 512))
+"""VGG-11 (configuration A of Simonyan & Zisserman) up to its last conv: 3x3 convs, pad 1; 2x2/2 max pools."""
+
+
+class Vgg11Convs(nn.Module):
+    """The conv stack of VGG-11; each ReLU's output is sown under the conv's name."""
+
+    @nn.compact
+    def __call__(self, x):
+        for layer in VGG11:
+            if layer == "pool":
+                x = nn.max_pool(x, (2, 2), (2, 2))
+            else:
+                name, features = layer
+                x = nn.relu(nn.Conv(features, (3, 3), padding=((1, 1), (1, 1)), name=name,
+                                    kernel_init=nn.initializers.he_normal())(x))
+                self.sow("intermediates", name, x)
+        return x
+
+
+def torch_twin(params):
+    """The same conv stack in torch (NCHW, nn.ReLU modules for Captum), its ReLUs by conv name."""
+    torch = common.setup_torch()
+    mods, relus, cin = [], {}, 3
+    for layer in VGG11:
+        if layer == "pool":
+            mods.append(torch.nn.MaxPool2d(2, 2))
+            continue
+        name, features = layer
+        conv = torch.nn.Conv2d(cin, features, 3, padding=1)
+        conv.weight.data = torch.tensor(np.asarray(params[name]["kernel"]).transpose(3, 2, 0, 1))
+        conv.bias.data = torch.tensor(np.asarray(params[name]["bias"]))
+        relus[name] = torch.nn.ReLU()
+        mods += [conv, relus[name]]
+        cin = features
+    return torch.nn.Sequential(*mods).eval(), relus
+
+
+def captum_units(net, relu, x, channels) -> np.ndarray:
+    """Each channel's strongest unit of the one image `x` (1, C, H, W), one Captum call per unit, (U, H, W, C)."""
+    torch = common.setup_torch()
+    from captum.attr import NeuronDeconvolution
+    warnings.filterwarnings("ignore", message="Setting backward hooks")
+    attr = NeuronDeconvolution(net, relu)
+    with torch.no_grad():
+        acts = net(x)[0]  # the net ends at the projected layer's ReLU
+    out = []
+    for c in channels:
+        h, w = divmod(int(acts[c].argmax()), acts.shape[2])
+        grad = attr.attribute(x.clone().requires_grad_(True), neuron_selector=(c, h, w))
+        out.append(grad[0].permute(1, 2, 0).numpy() * float(acts[c, h, w]))
+    return np.stack(out)
+
+
+def bench(count: int, rounds: int, size: int = 224, crop="auto", layer: str = "conv5_2") -> dict:
+    """Check agreement, warm up, ABAB."""
+    model = Vgg11Convs()
+    x = jax.random.uniform(jax.random.key(1), (1, size, size, 3), minval=-1.0, maxval=1.0)
+    variables = model.init(jax.random.key(0), x)
+    features, variables = adapters.features(model, layer, variables)
+    fn = lambda x: features(variables, x)  # noqa: E731  (the user's function: weights closed over)
+    user = jax.jit(jax.vmap(lambda c: deconv.project_fn(fn, x, c, crop=crop)[0]))
+    channels = jnp.arange(count)
+    ours = lambda: jax.block_until_ready(user(channels))  # noqa: E731
+    net, relus = torch_twin(variables["params"])
+    xt = common.to_nchw(x)
+    reference = lambda: captum_units(net, relus[layer], xt, range(count))  # noqa: E731
+    compile_s = common.warm(ours)
+    err = common.max_rel_err(ours(), reference())
+    a, b = common.abab(ours, reference, rounds)
+    return common.report("any_model_units32", a, b, err <= 1e-4, compile_s=compile_s, err=err, count=count,
+                         size=size, crop=str(crop))
+
+
+def main() -> None:
+    parser = common.parser(__doc__)
+    parser.add_argument("--count", type=int, default=32, help="conv5_2 units (channels) projected")
+    parser.add_argument("--size", type=int, default=224, help="image side (224 for reported numbers)")
+    parser.add_argument("--crop", choices=("auto", "true", "false"), default="auto")
+    args = parser.parse_args()
+    common.setup_torch()
+    crop = {"auto": "auto", "true": True, "false": False}[args.crop]
+    bench(8 if args.quick and args.count == 32 else args.count, args.rounds or (3 if args.quick else 5), args.size,
+          crop)
+
+
+if __name__ == "__main__":
+    main()
