@@ -25,7 +25,7 @@ VGG11 = (("conv1", 64), "pool", ("conv2", 128), "pool", ("conv3_1", 256), ("conv
 
 
 class Vgg11Convs(nn.Module):
-    """The conv stack of VGG-11; each ReLU's output is sown under the conv's name."""
+    """The conv stack of VGG-11; each ReLU's output is sown as ``relu<k>`` (``relu5_2`` for ``conv5_2``)."""
 
     @nn.compact
     def __call__(self, x):
@@ -36,7 +36,7 @@ class Vgg11Convs(nn.Module):
                 name, features = layer
                 x = nn.relu(nn.Conv(features, (3, 3), padding=((1, 1), (1, 1)), name=name,
                                     kernel_init=nn.initializers.he_normal())(x))
-                self.sow("intermediates", name, x)
+                self.sow("intermediates", name.replace("conv", "relu"), x)
         return x
 
 
@@ -79,11 +79,13 @@ def bench(count: int, rounds: int, size: int = 224, crop="auto", layer: str = "c
     model = Vgg11Convs()
     x = jax.random.uniform(jax.random.key(1), (1, size, size, 3), minval=-1.0, maxval=1.0)
     variables = model.init(jax.random.key(0), x)
-    features, variables = adapters.features(model, layer, variables)
-    fn = lambda x: features(variables, x)  # noqa: E731  (the user's function: weights closed over)
-    user = jax.jit(jax.vmap(lambda c: deconv.project_fn(fn, x, c, crop=crop)[0]))
+    features, variables = adapters.features(model, layer.replace("conv", "relu"), variables)
+    # the user's function; weights and image are jit arguments (closed over, XLA would fold the forward into
+    # constants at compile time)
+    user = jax.jit(jax.vmap(lambda v, x, c: deconv.project_fn(lambda x: features(v, x), x, c, crop=crop)[0],
+                            in_axes=(None, None, 0)))
     channels = jnp.arange(count)
-    ours = lambda: jax.block_until_ready(user(channels))  # noqa: E731
+    ours = lambda: jax.block_until_ready(user(variables, x, channels))  # noqa: E731
     net, relus = torch_twin(variables["params"])
     xt = common.to_nchw(x)
     reference = lambda: captum_units(net, relus[layer], xt, range(count))  # noqa: E731

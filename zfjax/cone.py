@@ -152,11 +152,16 @@ class Cone:
                     continue
                 need = tuple(_read(m, out) for m in axes)
                 needs[i] = need if needs[i] is None else tuple(_union(x, y) for x, y in zip(needs[i], need))
-        if name in ("concatenate", "split"):
+        if name in ("concatenate", "split"):  # whole along the joined axis: the pieces then stay whole
             axis = op.params["dimension" if name == "concatenate" else "axis"]
-            frame = self.frames[id(op.outs[0])][axis] if name == "concatenate" else needs[0][axis]
-            if frame.which is not None:
-                raise NotCroppable(f"a {name} along an axis that moves with the unit")
+            for v in op.outs:
+                f = self.frames.get(id(v), Frame(None, 0, 0, _shape(v)[axis]))[axis]
+                if f != Frame(None, 0, 0, _shape(v)[axis]):
+                    raise NotCroppable(f"a {name} whose window along the joined axis is not all of it")
+            needs = [None if n is None else n[:axis] + (Frame(None, 0, 0, _shape(a)[axis]),) + n[axis + 1:]
+                     for a, n in zip(op.ins, needs)]
+        needs = [self.full(a) if n is None and isinstance(a, pg.Var) and id(a) not in self.cone else n
+                 for a, n in zip(op.ins, needs)]  # e.g. a pad value: read whole
         self.needs[id(op)] = needs
         for a, need in zip(op.ins, needs):
             if need is not None:
@@ -245,7 +250,7 @@ def forward(cone: Cone, args: Sequence) -> Forward:
             saved[id(op)] = (jnp.pad(offset, pads), None if reaches is None else jnp.pad(reaches, pads))
     for k, pads in cone.saved.items():
         if keep.get(k) is not None:
-            saved[k] = jnp.pad(keep[k], pads)
+            saved[k] = jnp.pad(keep[k], pads) if any(p != (0, 0) for p in pads) else keep[k]
     return Forward(out, saved)
 
 

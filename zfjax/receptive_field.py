@@ -104,7 +104,8 @@ class Field:
         return int(y0), int(y1) + 1, int(x0), int(x1) + 1
 
     def window(self, position: Sequence[int]) -> tuple[int, int, int, int]:
-        """Input window ``(y0, y1, x0, x1)`` (half-open) seen by the unit at `position` = (h, w)."""
+        """Input window ``(y0, y1, x0, x1)`` (half-open) seen by the units at `position` = (h, w) (of any channel:
+        the union of the channels' fields where they differ, as after a concatenation of branches)."""
         h, w = self.map_shape[:2]
         row, col = (int(p) for p in position)
         if not (0 <= row < h and 0 <= col < w):
