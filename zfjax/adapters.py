@@ -113,7 +113,8 @@ def network(model, variables=None, *, input_shape: Sequence[int], name: str = "m
             display: Callable[[np.ndarray], np.ndarray] | None = None, class_names: Sequence[str] = (),
             method=None, **kwargs) -> zfjax_network.Network:
     """`model` as a `zfjax.network.Network`: its output as logits, `layers` (default: every (N, h, w, c) point)
-    as feature maps. `preprocess` maps pixels in [0, 1] to inputs (default: identity)."""
+    as feature maps, every (N, d) point as a vector (a hidden dense layer). `preprocess` maps pixels in [0, 1] to
+    inputs (default: identity)."""
     x = jax.ShapeDtypeStruct((1, *input_shape), np.float32)
     every, variables = _all_points(model, variables, method, kwargs)
     shapes = jax.eval_shape(every, variables, x)
@@ -121,10 +122,13 @@ def network(model, variables=None, *, input_shape: Sequence[int], name: str = "m
     for layer in layers or ():
         if layer not in maps:
             raise ValueError(f"the model has no feature map {layer!r}; its maps: {maps}")
-    chosen = {layer: features(model, layer, None if _is_nnx(model) else variables, method=method, **kwargs)[0]
-              for layer in (layers or maps)}
-    return zfjax_network.Network(name, _apply(model, method, kwargs), variables, chosen, tuple(input_shape),
-                                 preprocess or _identity, tuple(class_names), display)
+    def point(layer):
+        return features(model, layer, None if _is_nnx(model) else variables, method=method, **kwargs)[0]
+
+    vectors = {k: point(k) for k, s in shapes.items() if len(s.shape) == 2}
+    return zfjax_network.Network(name, _apply(model, method, kwargs), variables,
+                                 {layer: point(layer) for layer in (layers or maps)}, tuple(input_shape),
+                                 preprocess or _identity, tuple(class_names), display, vectors=vectors)
 
 
 def _apply(model, method, kwargs) -> Callable[[Any, Array], Array]:

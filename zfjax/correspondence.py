@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zfjax import models
+from zfjax import models, network
 
 Array = jax.Array
 
@@ -63,32 +63,37 @@ def random_boxes(rng: np.random.Generator, n: int, size: tuple[int, int], within
     return np.stack([ys, xs, np.full(n, bh), np.full(n, bw)], axis=1)
 
 
-@functools.partial(jax.jit, static_argnames=("arch", "layers"))
-def _signs(arch: models.Arch, params: models.Params, images: Array, masked: Array, rtol: float, *,
-           layers: tuple[str, ...]) -> tuple[Array, ...]:
+@functools.partial(jax.jit, static_argnames=("features",))
+def _signs(features: tuple, variables, images: Array, masked: Array, rtol: float) -> tuple[Array, ...]:
     n = images.shape[0]
-    acts = models.apply(arch, params, jnp.concatenate([images, masked])).acts
+    both = jnp.concatenate([images, masked])
     out = []
-    for name in layers:
-        f = acts[name].reshape(2 * n, -1)
+    for fn in features:
+        f = fn(variables, both).reshape(2 * n, -1)
         eps = f[:n] - f[n:]
         tol = rtol * jnp.max(jnp.abs(f[:n]), axis=1, keepdims=True)
         out.append(jnp.where(jnp.abs(eps) <= tol, 0, jnp.sign(eps)).astype(jnp.int8))
     return tuple(out)
 
 
-def sign_changes(arch: models.Arch, params: models.Params, images, boxes, layers: Sequence[str], *,
+def sign_changes(model: models.Arch | network.Network, params, images, boxes, layers: Sequence[str], *,
                  fill: float = 0.0, rtol: float = 1e-6) -> dict[str, np.ndarray]:
-    """layer -> (N, D) int8: sign(f(x_i) - f(x~_i)) with x~_i = image i with box i set to `fill`."""
+    """layer -> (N, D) int8: sign(f(x_i) - f(x~_i)) with x~_i = image i with box i set to `fill`.
+
+    `model` is a built-in `models.Arch` with its `params`, or any `zfjax.network.Network` (`params` None: its
+    variables; `layers` name its maps or vectors)."""
+    net = model if isinstance(model, network.Network) else network.from_arch(model, params, 0.0, 1.0)
+    variables = net.variables if params is None else params
     images = np.asarray(images, np.float32)
-    if images.shape[1:] != arch.input_shape:
-        raise ValueError(f"images must be (N, {', '.join(map(str, arch.input_shape))}) for {arch.name}, "
+    if images.shape[1:] != tuple(net.input_shape):
+        raise ValueError(f"images must be (N, {', '.join(map(str, net.input_shape))}) for {net.name}, "
                          f"got {images.shape}")
-    bad = [name for name in layers if name not in arch.layer_names]
+    known = list(net.layers) + list(net.vectors)
+    bad = [name for name in layers if name not in known]
     if bad or not layers:
-        raise ValueError(f"layers {bad or list(layers)!r} not in {arch.name}'s {list(arch.layer_names)}")
+        raise ValueError(f"layers {bad or list(layers)!r} not in {net.name}'s {known}")
     masked = mask(images, boxes, fill)
-    signs = _signs(arch, params, images, masked, np.float32(rtol), layers=tuple(layers))
+    signs = _signs(tuple(net.features(name) for name in layers), variables, images, masked, np.float32(rtol))
     return {name: np.asarray(s) for name, s in zip(layers, signs)}
 
 

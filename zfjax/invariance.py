@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from zfjax import models
+from zfjax import models, network
 
 Array = jax.Array
 TRANSFORMS = ("translate", "scale", "rotate")
@@ -74,49 +74,55 @@ def _flat(x: Array) -> Array:
     return x.reshape(x.shape[0], -1)
 
 
-@functools.partial(jax.jit, static_argnames=("arch", "kind", "layers", "fill", "batch_size"))
-def _measure(arch: models.Arch, params: models.Params, images: Array, labels: Array, values: Array, *,
-             kind: str, layers: tuple[str, ...], fill: float, batch_size: int) -> tuple[tuple[Array, ...], Array]:
-    """Per value: distances (one (N,) per layer) and p(true) (N,); `batch_size` values are vmapped at a time."""
-    base = models.apply(arch, params, images).acts
+@functools.partial(jax.jit, static_argnames=("features", "logits", "kind", "fill", "batch_size"))
+def _measure(features: tuple, logits, variables, images: Array, labels: Array, values: Array, *, kind: str,
+             fill: float, batch_size: int) -> tuple[tuple[Array, ...], Array]:
+    """Per value: distances (one (N,) per feature function) and p(true) (N,); `batch_size` values at a time."""
+    base = [f(variables, images) for f in features]
 
     def one(value):
-        out = models.apply(arch, params, transform(images, kind, value, fill))
-        dist = tuple(jnp.linalg.norm(_flat(out.acts[name]) - _flat(base[name]), axis=1) for name in layers)
-        prob = jax.nn.softmax(out.logits, axis=-1)[jnp.arange(images.shape[0]), labels]
+        moved = transform(images, kind, value, fill)
+        dist = tuple(jnp.linalg.norm(_flat(f(variables, moved)) - _flat(b), axis=1) for f, b in zip(features, base))
+        prob = jax.nn.softmax(logits(variables, moved), axis=-1)[jnp.arange(images.shape[0]), labels]
         return dist, prob
 
     return lax.map(one, values, batch_size=batch_size)
 
 
-def sweep(arch: models.Arch, params: models.Params, images, labels, kind: str, values: Sequence[float], *,
+def sweep(model: models.Arch | network.Network, params, images, labels, kind: str, values: Sequence[float], *,
           layers: Sequence[str], fill: float = 0.0, batch_size: int = 4) -> Sweep:
     """Transform every image by every value of `kind` and measure feature distances at `layers` and p(true label).
 
-    `images` (N, H, W, C) float in the network's input space, `labels` (N,) ints. `batch_size` transform values
-    run at once (N images each), which bounds memory on large nets.
+    `model` is a built-in `models.Arch` with its `params`, or any `zfjax.network.Network` (`params` None: its
+    variables; `layers` name its maps or vectors). `images` (N, H, W, C) float in the network's input space,
+    `labels` (N,) ints. `batch_size` transform values run at once (N images each), which bounds memory.
     """
+    net = model if isinstance(model, network.Network) else network.from_arch(model, params, 0.0, 1.0)
+    variables = net.variables if params is None else params
     images = np.asarray(images, np.float32)
     labels = np.asarray(labels)
-    if images.ndim != 4 or images.shape[1:] != arch.input_shape:
-        raise ValueError(f"images must be (N, {', '.join(map(str, arch.input_shape))}) for {arch.name}, "
+    if images.ndim != 4 or images.shape[1:] != tuple(net.input_shape):
+        raise ValueError(f"images must be (N, {', '.join(map(str, net.input_shape))}) for {net.name}, "
                          f"got {images.shape}")
+    classes = net.num_classes()
     if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be {len(images)} integers, got {labels!r}")
-    if labels.min() < 0 or labels.max() >= arch.num_classes:
-        raise ValueError(f"labels {labels.tolist()} out of range for {arch.num_classes} classes")
+    if labels.min() < 0 or labels.max() >= classes:
+        raise ValueError(f"labels {labels.tolist()} out of range for {classes} classes")
     if kind not in TRANSFORMS:
         raise ValueError(f"unknown transform {kind!r}; choose one of {TRANSFORMS}")
-    bad = [name for name in layers if name not in arch.layer_names]
+    known = list(net.layers) + list(net.vectors)
+    bad = [name for name in layers if name not in known]
     if bad or not layers:
-        raise ValueError(f"layers {bad or layers!r} not in {arch.name}'s {list(arch.layer_names)}")
+        raise ValueError(f"layers {bad or layers!r} not in {net.name}'s {known}")
     values = np.asarray(values, np.float32)
     if values.ndim != 1 or not len(values):
         raise ValueError(f"values must be a non-empty 1-D sequence, got {values!r}")
     if kind == "scale" and values.min() <= 0:
         raise ValueError(f"scale factors must be positive, got {values.tolist()}")
-    dist, prob = _measure(arch, params, images, labels.astype(np.int32), values, kind=kind, layers=tuple(layers),
-                          fill=float(fill), batch_size=min(batch_size, len(values)))
+    dist, prob = _measure(tuple(net.features(name) for name in layers), net.apply, variables, images,
+                          labels.astype(np.int32), values, kind=kind, fill=float(fill),
+                          batch_size=min(batch_size, len(values)))
     return Sweep(kind, values, {name: np.asarray(d).T for name, d in zip(layers, dist)}, np.asarray(prob).T)
 
 

@@ -36,6 +36,10 @@ class Network:
       each image stretched to its own range).
     - `project`: optional ``(variables, layer, inputs, channel, position, rule) -> (N, H, W, C)`` that replaces the
       generic `zfjax.projection.project_fn` (a built-in net's fast path); same semantics.
+    - `vectors`: other named features, ``(variables, inputs) -> (N, d)`` (a hidden fc layer: the paper's layer 7),
+      for the invariance and correspondence measures.
+    - `snapshots`: optional ``() -> [(epoch, variables), ...]``, oldest first: the training run's snapshots for the
+      feature evolution (Fig. 4).
     """
     name: str
     apply: Callable[[Any, Array], Array]
@@ -46,12 +50,21 @@ class Network:
     class_names: Sequence[str] = ()
     display: Callable[[np.ndarray], np.ndarray] | None = None
     project: Callable | None = None
+    vectors: Mapping[str, Features] = dataclasses.field(default_factory=dict)
+    snapshots: Callable[[], Sequence[tuple[int, Any]]] | None = None
 
     def features(self, layer: str) -> Features:
-        """The feature function of `layer` (ValueError listing the layers there are)."""
-        if layer not in self.layers:
-            raise ValueError(f"{self.name} has no layer {layer!r}; its layers: {list(self.layers)}")
-        return self.layers[layer]
+        """The feature function of `layer`, a map or a vector (ValueError listing the layers there are)."""
+        if layer in self.layers:
+            return self.layers[layer]
+        if layer in self.vectors:
+            return self.vectors[layer]
+        raise ValueError(f"{self.name} has no layer {layer!r}; its layers: {list(self.layers) + list(self.vectors)}")
+
+    def num_classes(self) -> int:
+        """The number of classes of the logits (from their shape; nothing is computed)."""
+        x = jax.ShapeDtypeStruct((1, *self.input_shape), np.float32)
+        return int(jax.eval_shape(self.apply, self.variables, x).shape[-1])
 
     def to_display(self, inputs: np.ndarray) -> np.ndarray:
         """Network inputs -> pixels in [0, 1] for figures."""
@@ -117,12 +130,14 @@ class _Normalize:
 
 def from_arch(arch: models.Arch, params: models.Params, mean, scale: float, *, class_names: Sequence[str] = (),
               name: str | None = None) -> Network:
-    """A built-in net as a `Network`: every conv and pool map a layer, inputs ``(pixel - mean) * scale`` with
-    pixels in 0..255 (`mean` one value per channel or a per-pixel map), its own fast projection."""
+    """A built-in net as a `Network`: every conv and pool map a layer, the hidden fc layers vectors, inputs
+    ``(pixel - mean) * scale`` with pixels in 0..255 (`mean` one value per channel or a per-pixel map), its own fast
+    projection."""
     normalize = _Normalize(mean, float(scale))
     return Network(name or arch.name, ArchLogits(arch), params,
                    {n: ArchLayer(arch, n) for n in deconv.projectable_layers(arch)}, tuple(arch.input_shape),
-                   normalize, tuple(class_names), normalize.inverse, ArchProjection(arch))
+                   normalize, tuple(class_names), normalize.inverse, ArchProjection(arch),
+                   {f.name: ArchLayer(arch, f.name) for f in arch.fcs})
 
 
 def load(spec: str) -> Network:

@@ -2,10 +2,11 @@
 
 For every position of the square (its top-left corner at rows 0, stride, 2*stride, ... while it fits, same for
 columns) `occlusion_maps` returns p(true label), the most probable label, and the total activation of the strongest
-feature map of a layer. Two paths compute the same numbers:
+feature map of a layer, for a built-in net or any `zfjax.network.Network` (a Flax model, a plain-JAX function).
+Two paths compute the same numbers:
 
-- ``method="brute"``: every occluded image goes through `zfjax.models.apply`, in batches of positions.
-- ``method="incremental"`` (default): the square only changes activations inside its receptive-field cone. The
+- ``method="brute"`` (any model): every occluded image goes through the network, in batches of positions.
+- ``method="incremental"`` (built-in nets; ``"auto"`` takes it there): the square only changes activations inside its receptive-field cone. The
   unoccluded forward runs once; for each position only a fixed-size window per layer is recomputed from the cached
   maps (the previous layer's new window written over them), then the last map is patched and the fc layers finish.
   One grid row of positions is a batch (`lax.map` over rows): its rows share a traced offset, its columns are
@@ -24,11 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from zfjax import layers, models
+from zfjax import layers, models, network
 from zfjax import receptive_field as rf
 
 Array = jax.Array
-METHODS = ("incremental", "brute")
+METHODS = ("auto", "incremental", "brute")
 
 
 class Maps(NamedTuple):
@@ -191,30 +192,31 @@ def _incremental(arch: models.Arch, params: models.Params, cache: _Cache, fill: 
     return lax.map(row, (ys, win_ys))
 
 
-@functools.partial(jax.jit, static_argnames=("arch", "layer", "patch", "batch_size"))
-def _brute(arch: models.Arch, params: models.Params, image: Array, fill: Array, ys: Array, xs: Array, *,
-           layer: str, patch: int, batch_size: int) -> tuple[Array, Array, Array]:
+@functools.partial(jax.jit, static_argnames=("features", "logits", "patch", "batch_size"))
+def _brute(features, logits, variables, image: Array, fill: Array, ys: Array, xs: Array, *, patch: int,
+           batch_size: int) -> tuple[Array, Array, Array]:
     """Logits (P, classes), feature totals (P,) and the channel, one full forward per occluded image."""
-    channel = jnp.argmax(_channel_sum(models.apply(arch, params, image[None], upto=layer).acts[layer]))
+    channel = jnp.argmax(_channel_sum(features(variables, image[None])))
     rows, cols = jnp.arange(image.shape[0]), jnp.arange(image.shape[1])
 
     def one(pos):
         y, x = pos
         inside = ((rows >= y) & (rows < y + patch))[:, None, None] & ((cols >= x) & (cols < x + patch))[None, :, None]
-        out = models.apply(arch, params, jnp.where(inside, fill, image)[None])
-        return out.logits[0], jnp.sum(lax.dynamic_index_in_dim(out.acts[layer][0], channel, axis=2))
+        occluded = jnp.where(inside, fill, image)[None]
+        fmap = features(variables, occluded)[0]
+        return logits(variables, occluded)[0], jnp.sum(lax.dynamic_index_in_dim(fmap, channel, axis=fmap.ndim - 1))
 
-    logits, feature = lax.map(one, (ys, xs), batch_size=batch_size)
-    return logits, feature, channel
+    logit, feature = lax.map(one, (ys, xs), batch_size=batch_size)
+    return logit, feature, channel
 
 
-def _check(arch: models.Arch, image, label: int, patch: int, stride: int, fill, layer: str, method: str,
+def _check(net: network.Network, image, label: int, patch: int, stride: int, fill, layer: str, method: str,
            batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """ValueError naming the first bad argument; returns the image and fill as float32 arrays."""
-    h, w, c = arch.input_shape
+    h, w, c = net.input_shape
     image = np.asarray(image)
     if image.ndim != 3 or image.shape != (h, w, c):
-        raise ValueError(f"image must be one HWC image of shape {(h, w, c)} for {arch.name}, got {image.shape}")
+        raise ValueError(f"image must be one HWC image of shape {(h, w, c)} for {net.name}, got {image.shape}")
     if not np.issubdtype(image.dtype, np.floating):
         raise ValueError(f"image dtype {image.dtype} is not floating point: pass it in the network's input space")
     for name, v in (("patch", patch), ("stride", stride), ("batch_size", batch_size)):
@@ -222,11 +224,12 @@ def _check(arch: models.Arch, image, label: int, patch: int, stride: int, fill, 
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
     if patch > h or patch > w:
         raise ValueError(f"patch {patch} is larger than the {h}x{w} image")
-    if int(label) != label or not 0 <= label < arch.num_classes:
-        raise ValueError(f"label {label!r} is out of range for {arch.num_classes} classes")
-    maps = [st.name for st in rf.stages(arch)]
-    if layer not in maps:
-        raise ValueError(f"layer {layer!r} is not a conv or pool layer of {arch.name}; choose one of {maps}")
+    classes = net.num_classes()
+    if int(label) != label or not 0 <= label < classes:
+        raise ValueError(f"label {label!r} is out of range for {classes} classes")
+    if layer not in net.layers:
+        raise ValueError(f"layer {layer!r} is not a conv or pool layer of {net.name}; choose one of "
+                         f"{list(net.layers)}")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
     fill = np.asarray(fill, np.float32)
@@ -235,30 +238,41 @@ def _check(arch: models.Arch, image, label: int, patch: int, stride: int, fill, 
     return image.astype(np.float32), fill
 
 
-def occlusion_maps(arch: models.Arch, params: models.Params, image, label: int, *, patch: int, stride: int,
-                   fill: float | Sequence[float] = 0.0, layer: str = "conv5", method: str = "incremental",
+def occlusion_maps(model: models.Arch | network.Network, params, image, label: int, *, patch: int, stride: int,
+                   fill: float | Sequence[float] = 0.0, layer: str = "conv5", method: str = "auto",
                    batch_size: int = 64) -> Maps:
     """Fig. 7's maps for one HWC `image` (network input space) and its true `label`; see `Maps`.
 
-    `fill` is the square's value in input space (0.0 = the mean pixel after mean subtraction, the paper's grey),
-    a scalar or one per channel. `batch_size` bounds the positions evaluated at once (memory): brute force runs
-    batches of that many occluded images, the incremental path one grid row at a time in column chunks of that size.
+    `model` is a built-in `models.Arch` with its `params`, or any `zfjax.network.Network` (`params` None: its
+    variables). ``method="incremental"`` (a built-in net's receptive-field-cone path) or ``"brute"`` (one forward
+    per occluded image: any model); ``"auto"`` takes the incremental path where there is one. `fill` is the
+    square's value in input space (0.0 = the mean pixel after mean subtraction, the paper's grey), a scalar or one
+    per channel. `batch_size` bounds the positions evaluated at once (memory): brute force runs batches of that
+    many occluded images, the incremental path one grid row at a time in column chunks of that size.
     """
-    image, fill = _check(arch, image, label, patch, stride, fill, layer, method, batch_size)
-    models.check_images(arch, image[None])
-    models.check_params(arch, params)
+    net = model if isinstance(model, network.Network) else network.from_arch(model, params, 0.0, 1.0)
+    variables = net.variables if params is None else params
+    arch = _arch(net, layer)
+    if method == "auto":
+        method = "brute" if arch is None else "incremental"
+    if method == "incremental" and arch is None:
+        raise ValueError(f"the incremental path needs a built-in net; use method='brute' for {net.name}")
+    image, fill = _check(net, image, label, patch, stride, fill, layer, method, batch_size)
+    if arch is not None:
+        models.check_images(arch, image[None])
+        models.check_params(arch, variables)
     oy, ox = (grid(n, patch, stride).astype(np.int32) for n in image.shape[:2])
     iy, ix = (a.ravel() for a in np.meshgrid(np.arange(len(oy)), np.arange(len(ox)), indexing="ij"))
     batch_size = min(batch_size, len(iy))
     if method == "brute":
-        logits, feature, channel = _brute(arch, params, image, fill, oy[iy], ox[ix], layer=layer, patch=patch,
-                                          batch_size=batch_size)
+        logits, feature, channel = _brute(net.features(layer), net.apply, variables, image, fill, oy[iy], ox[ix],
+                                          patch=patch, batch_size=batch_size)
     else:
         size_y, start_y = _cone(arch, 0, oy, patch)
         size_x, start_x = _cone(arch, 1, ox, patch)
-        cache = _prepare(arch, params, image, layer=layer)
+        cache = _prepare(arch, variables, image, layer=layer)
         cols = tuple(tuple(int(v) for v in a) for a in [ox, *start_x])
-        logits, feature = _incremental(arch, params, cache, fill, oy, tuple(start_y), layer=layer, patch=patch,
+        logits, feature = _incremental(arch, variables, cache, fill, oy, tuple(start_y), layer=layer, patch=patch,
                                        sizes=tuple(zip(size_y, size_x)), cols=cols, batch_size=batch_size)
         logits, feature = logits.reshape(-1, logits.shape[-1]), feature.reshape(-1)
         channel = cache.channel
@@ -266,6 +280,15 @@ def occlusion_maps(arch: models.Arch, params: models.Params, image, label: int, 
     shape = (len(oy), len(ox))
     return Maps(prob_true=probs[:, label].reshape(shape), top_label=np.argmax(probs, axis=-1).reshape(shape),
                 feature=np.asarray(feature).reshape(shape), channel=int(channel))
+
+
+def _arch(net: network.Network, layer: str) -> models.Arch | None:
+    """The built-in net behind `net` (its logits and `layer` computed by it), else None."""
+    logits, features = net.apply, net.layers.get(layer)
+    if isinstance(logits, network.ArchLogits) and isinstance(features, network.ArchLayer) and \
+            features.arch == logits.arch:
+        return logits.arch
+    return None
 
 
 __all__ = ["Maps", "occlusion_maps", "grid", "METHODS"]

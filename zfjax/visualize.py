@@ -86,10 +86,7 @@ class ArchField(NamedTuple):
         return min(y1 - y0, h), min(x1 - x0, w)
 
 
-@functools.lru_cache(maxsize=64)
-def _field(features, input_shape: tuple[int, int, int], variables_id: int, variables) -> Field:
-    del variables_id  # the cache key: the geometry depends on the variables' shapes only, not on their values
-    return Field(functools.partial(features, variables), input_shape)
+_FIELDS: dict[tuple, Field] = {}  # (features, input shape) -> its Field: the geometry does not depend on values
 
 
 def field(net: network.Network, layer: str) -> ArchField | Field:
@@ -97,7 +94,12 @@ def field(net: network.Network, layer: str) -> ArchField | Field:
     features = net.features(layer)
     if isinstance(features, network.ArchLayer):
         return ArchField(features.arch, layer)
-    return _field(features, tuple(net.input_shape), id(net.variables), net.variables)
+    key = (features, tuple(net.input_shape))
+    if key not in _FIELDS:
+        if len(_FIELDS) >= 64:
+            _FIELDS.pop(next(iter(_FIELDS)))
+        _FIELDS[key] = Field(functools.partial(features, net.variables), net.input_shape)
+    return _FIELDS[key]
 
 
 def windows(fields: ArchField | Field, positions, input_hw: tuple[int, int]) -> np.ndarray:
