@@ -89,7 +89,10 @@ def _flag_message(error: Exception, argv: list[str]) -> str:
         name = name.strip("'\"")
         flag = next((a for a in argv if a.startswith("--config.") and name in a.split("=")[0].split(".")), "")
         return f"config has unknown fields [{name!r}] ({flag}){': ' + hint if hint else ''}"
-    message = next((_one_line(e) for e in chain if str(e)), type(error).__name__)
+    message = _one_line(error)
+    if "Traceback" in message:  # absl quotes a config file's own traceback: name the flag and the root cause
+        root = next((_one_line(e) for e in reversed(chain) if str(e)), type(chain[-1]).__name__)
+        message = f"{message.split(': ')[0]}: {root}"
     return f"bad flag: {message}"
 
 
