@@ -217,7 +217,9 @@ def paper_layers(arch: models.Arch) -> tuple[str, ...]:
 def load_pretrained(train_config: Any, workdir: str | pathlib.Path, *, train_if_missing: bool) -> trained.Net:
     """The newest checkpoint of the training run in `workdir` as a `zfjax.trained.Net` (architecture and input
     normalization as the run recorded them), trained there first with `train_config` when it has none and
-    `train_if_missing` (else FileNotFoundError saying how to train it)."""
+    `train_if_missing` (else FileNotFoundError saying how to train it). ValueError for an empty `workdir`."""
+    if not str(workdir):
+        raise ValueError("no pre-trained network: set --config.pretrain_workdir=<workdir of a train_imagenet run>")
     workdir = pathlib.Path(workdir)
     if not (workdir / checkpoints.CHECKPOINTS).is_dir():
         if not train_if_missing:
