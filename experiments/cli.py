@@ -5,8 +5,8 @@ closing summary.
   ``--config.<field>=`` overrides) and ``--workdir``; calls ``run(config, workdir)``, then prints what it wrote.
 - `run_app(main)`: the scripts with flags of their own (train_imagenet, demo, import_weights).
 
-Errors a user causes end the run with ``error: <what is wrong>`` on one line of stderr (and a second line pointing to
-``--verbose``) and exit status 1: a bad flag, config file or config field, bad input (`ValueError` from validation),
+Errors a user causes end the run with one line on stderr, ``error: <what is wrong> (<where to look next>)``, and
+exit status 1: a bad flag, config file or config field, bad input (`ValueError` from validation),
 missing data or checkpoints (`FileNotFoundError`), an unusable workdir (`WorkdirError`), a diverging run
 (`FloatingPointError`). ``--verbose`` shows their traceback instead, and the libraries' INFO logs. Any other exception
 is a bug and keeps its traceback. Without ``--verbose`` (or absl's ``--verbosity``) logs are at WARNING level.
@@ -113,7 +113,7 @@ def _one_line(error: BaseException) -> str:
 
 
 def _fail(message: str, hint: str) -> NoReturn:
-    print(f"error: {message}\n{hint}", file=sys.stderr)
+    print(f"error: {message} {hint}", file=sys.stderr)
     sys.exit(1)
 
 

@@ -3,7 +3,7 @@ cores), then run every visual experiment on it and on its test set and write ``<
 figures (and the tables experiments put in their results.json, e.g. correspondence's Δ).
 
     python -m experiments.demo --workdir=runs/demo
-    python -m experiments.demo --workdir=/tmp/demo --tiny   # about a minute: a barely trained net
+    python -m experiments.demo --workdir=/tmp/demo --tiny   # 1-2.5 minutes: a barely trained net
 
 The net trains 6 epochs on the first 10,000 training images (the same 468 SGD steps as one pass over all 60,000)
 so that Fig. 4 gets 6 epoch snapshots. Re-running into the same workdir reuses the finished training (and resumes
@@ -113,7 +113,7 @@ def tables(workdir: pathlib.Path, names: list[str]) -> list[tuple[str, list[str]
 def _define_flags() -> None:
     """Flags exist only when this module runs as a script, so tests can import several experiment modules."""
     flags.DEFINE_string("workdir", "runs/demo", "Output directory (training run + figures + index.html).")
-    flags.DEFINE_bool("tiny", False, "Smoke run of about a minute: 512 training images, narrow layers, few images.")
+    flags.DEFINE_bool("tiny", False, "Smoke run of 1-2.5 minutes: 512 training images, narrow layers, few images.")
 
 
 def main(argv: list[str]) -> None:

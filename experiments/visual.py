@@ -18,6 +18,7 @@ from zfjax import models, train, trained, visualize, weights
 from zfjax.data import Data, info as data_info, load as load_data, pipeline
 
 PRESET_OF = {"fashion_mnist": "fashion_mnist", "imagenet2012": "zfnet"}  # a dataset's preset, for messages
+RANDOM = "random initial weights"  # the source of `random_net`'s networks
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -83,7 +84,7 @@ def random_net(config: Any) -> trained.Net:
     arch = train.build_arch(config.train, data_info(config.train))
     mean, scale = _dataset_normalization(config.train)
     return trained.Net(arch, models.init(arch, jax.random.key(config.train.seed)), mean, scale,
-                       "random initial weights", dataset=config.train.dataset)
+                       RANDOM, dataset=config.train.dataset)
 
 
 def _dataset_normalization(train_config: Any) -> tuple[np.ndarray, float]:
@@ -98,7 +99,7 @@ SOURCES: tuple[tuple[str, Callable[[Any], trained.Net]], ...] = (
 
 def caveat(net: trained.Net) -> str:
     """A sentence for captions when the network has not learned much (random weights, near-chance accuracy)."""
-    if net.source == "random initial weights":
+    if net.source == RANDOM:
         return "The weights are random (untrained): the figures show the architecture, not learned features."
     if net.top1 is not None and net.top1 < 2.0 / net.arch.num_classes:
         return (f"This network is barely trained (test top-1 {100 * net.top1:.1f}%, chance is "

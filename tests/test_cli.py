@@ -1,6 +1,6 @@
 """The command line as a user meets it (subprocesses, real files): a Fashion-MNIST run trains, resumes and loads as a
 network whatever the preset's widths; imported torchvision-layout weights project a photo with no dataset; every
-error a user can cause is exit status 1 and at most two lines naming it; runs end with what they wrote."""
+error a user can cause is exit status 1 and one line naming it; runs end with what they wrote."""
 import json
 import subprocess
 import sys
@@ -35,9 +35,9 @@ def cli(module, *args, tmp_path=None, **env):
 
 
 def user_error(done):
-    """The stderr lines of a run that failed on a user error: exit status 1, at most two lines, no traceback."""
+    """The stderr of a run that failed on a user error: exit status 1, one line, no traceback."""
     lines = done.stderr.strip().splitlines()
-    assert done.returncode == 1 and 1 <= len(lines) <= 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.returncode == 1 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert lines[0].startswith("error: ")
     return lines[0]
 
@@ -158,8 +158,7 @@ def test_user_errors_are_one_line_and_verbose_shows_the_traceback(error):
     done = subprocess.run([sys.executable, "-c", SCRIPT.format(error)], cwd=ROOT, env=subprocess_env(),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and done.stderr.strip().splitlines() == [
-        f"error: {'missing data: ' if error == 'FileNotFoundError' else ''}the problem",
-        "(--verbose shows the traceback)"]
+        f"error: {'missing data: ' if error == 'FileNotFoundError' else ''}the problem (--verbose shows the traceback)"]
     verbose = subprocess.run([sys.executable, "-c", SCRIPT.format(error), "--verbose"], cwd=ROOT,
                              env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert verbose.returncode == 1 and "Traceback" in verbose.stderr and f"{error}: the problem" in verbose.stderr

@@ -164,15 +164,13 @@ def latest(workdir: str | pathlib.Path) -> tuple[int, Any]:
 
 
 def latest_step(workdir: str | pathlib.Path) -> int | None:
-    """The newest committed step of `workdir` (not read: it may still turn out unreadable); None when none."""
+    """The newest committed step of `workdir` (not read: it may still turn out unreadable); None when none.
+
+    Read from the directory names (orbax commits a step by renaming its temporary folder to the bare number), not
+    through a `CheckpointManager`: creating one synchronizes all processes, and this may run on one of them."""
     directory = pathlib.Path(workdir) / CHECKPOINTS
-    if not directory.is_dir():
-        return None
-    mngr = _manager(directory, create=False)
-    try:
-        return mngr.latest_step()
-    finally:
-        mngr.close()
+    steps = [int(p.name) for p in directory.iterdir() if p.name.isdigit()] if directory.is_dir() else []
+    return max(steps, default=None)
 
 
 def latest_meta(workdir: str | pathlib.Path) -> dict[str, Any]:

@@ -245,13 +245,14 @@ def summary(workdir: str | pathlib.Path) -> str:
     m = {k: metrics.final(workdir / metrics.METRICS_FILE, k) for k in ("eval_top1", "eval_top5", "images_per_s")}
     text = f"trained {record.arch.name} ({models.count_params(record.arch):,} parameters) on {record.dataset}" \
         if record else "trained the network"
-    text += f" to step {checkpoints.latest_step(workdir)}"
+    step = checkpoints.latest_step(workdir)
+    text += f" to step {step}"
     if m["eval_top1"] is not None:
         text += f": test top-1 {100 * m['eval_top1']:.2f}%, top-5 {100 * m['eval_top5']:.2f}%"
     if m["images_per_s"] is not None:
         text += f" ({m['images_per_s']:.0f} images/s at the end)"
     snaps = sorted(int(p.name) for p in (workdir / checkpoints.SNAPSHOTS).glob("[0-9]*"))
-    files = [f"{checkpoints.CHECKPOINTS}/{checkpoints.latest_step(workdir)}"]
+    files = [f"{checkpoints.CHECKPOINTS}/{step}"]
     files += [f"{checkpoints.SNAPSHOTS}/ (epochs {snaps})"] if snaps else []
     files += [f for f in (metrics.METRICS_FILE, metrics.CURVES_FILE, checkpoints.NETWORK_FILE)
               if (workdir / f).is_file()]
