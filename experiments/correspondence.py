@@ -85,7 +85,7 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
                f"sign(f(x_i) - f(x~_i)) differs between images i and j ({len(x)} images; ± std over the pairs; "
                f"random: mean over {config.random_repeats} draws of random boxes). Lower = more consistent.")
     report.write_index(workdir, "Correspondence (Table 1)", figures, intro=f"Network: {net.arch.name} from "
-                       f"{net.source}. Images: {', '.join(names[int(y)] for y in labels)}.",
+                       f"{net.source}. Images: {', '.join(names[int(y)] for y in labels)}. {visual.caveat(net)}",
                        tables=[(caption, header, rows),
                                ("The paper's Table 1 (5 dog images, ZFNet): Δ at layer 5 / layer 7",
                                 ["part", "layer 5", "layer 7"], paper)])

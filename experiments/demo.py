@@ -1,8 +1,9 @@
 """The one-command demo (``make demo``): train the small ZF-style net on Fashion-MNIST (about 3 minutes on 2 CPU
 cores), then run every visual experiment on it and on its test set and write ``<workdir>/index.html`` linking all
-figures.
+figures (and the tables experiments put in their results.json, e.g. correspondence's Δ).
 
     python -m experiments.demo --workdir=runs/demo
+    python -m experiments.demo --workdir=/tmp/demo --tiny   # 1-2.5 minutes: a barely trained net
 
 The net trains 6 epochs on the first 10,000 training images (the same 468 SGD steps as one pass over all 60,000)
 so that Fig. 4 gets 6 epoch snapshots. Re-running into the same workdir reuses the finished training (and resumes
@@ -17,12 +18,14 @@ import zfjax  # noqa: F401  (first: sets fast XLA:CPU flags before JAX starts)
 
 import importlib
 import importlib.util
+import json
 import pathlib
 import time
 from typing import Any
 
 from absl import app, flags, logging
 
+from experiments import cli
 from experiments.configs import fashion_mnist, tiny
 from zfjax import checkpoints, metrics, report, train
 
@@ -65,9 +68,7 @@ def run(workdir: pathlib.Path, preset: str = "fashion_mnist", experiments: tuple
     config = train_config(preset)
     run_dir = workdir / "train"
     train.train_and_evaluate(config, run_dir)
-    step, _ = checkpoints.latest(run_dir)
-    series = metrics.read(run_dir / metrics.METRICS_FILE)["eval_top1"]
-    top1 = series[max(series)]
+    step, top1 = checkpoints.latest_step(run_dir), metrics.final(run_dir / metrics.METRICS_FILE, "eval_top1")
     figures = [report.Figure(f"train/{metrics.CURVES_FILE}", "Learning curves",
                              "Training loss (left) and top-1 error on the test images (right) against SGD steps.")]
     seconds, skipped = {}, []
@@ -86,20 +87,33 @@ def run(workdir: pathlib.Path, preset: str = "fashion_mnist", experiments: tuple
             continue
         figures += [f._replace(file=f"{name}/{f.file}") for f in out]
         seconds[name] = round(time.perf_counter() - start, 1)
-    report.write_json(workdir / "results.json", {"step": step, "test_top1": top1, "seconds": seconds})
+    report.write_json(workdir / "results.json", {"step": step, "test_top1": top1, "seconds": seconds,
+                                                 "failed": skipped})
     intro = (f"The small ZF-style net trained for {step} steps (batch {config.batch_size}) on "
              f"{config.train_subset or 60000} Fashion-MNIST training images; test top-1 accuracy "
              f"{100 * top1:.2f}%. Each experiment's own page is <workdir>/<experiment>/index.html.")
     if skipped:
         intro += " Failed: " + "; ".join(skipped) + "."
-    report.write_index(workdir, "zfjax demo: the paper's visual experiments on Fashion-MNIST", figures, intro=intro)
+    report.write_index(workdir, "zfjax demo: the paper's visual experiments on Fashion-MNIST", figures, intro=intro,
+                       tables=tables(workdir, list(seconds)))
     return figures
+
+
+def tables(workdir: pathlib.Path, names: list[str]) -> list[tuple[str, list[str], list[list[Any]]]]:
+    """The table each experiment put in its results.json (correspondence's Δ), for the demo's page."""
+    out = []
+    for name in names:
+        path = workdir / name / "results.json"
+        table = json.loads(path.read_text()).get("table") if path.is_file() else None
+        if isinstance(table, dict):
+            out.append((f"{name} (details: {name}/index.html)", table["header"], table["rows"]))
+    return out
 
 
 def _define_flags() -> None:
     """Flags exist only when this module runs as a script, so tests can import several experiment modules."""
     flags.DEFINE_string("workdir", "runs/demo", "Output directory (training run + figures + index.html).")
-    flags.DEFINE_bool("tiny", False, "Seconds-long smoke run: 512 training images, narrow layers, few images.")
+    flags.DEFINE_bool("tiny", False, "Smoke run of 1-2.5 minutes: 512 training images, narrow layers, few images.")
 
 
 def main(argv: list[str]) -> None:
@@ -108,9 +122,14 @@ def main(argv: list[str]) -> None:
     start = time.perf_counter()
     workdir = pathlib.Path(flags.FLAGS.workdir)
     run(workdir, "tiny" if flags.FLAGS.tiny else "fashion_mnist")
-    logging.info("demo finished in %.0f s: open %s", time.perf_counter() - start, workdir / "index.html")
+    results = json.loads((workdir / "results.json").read_text())
+    print(f"demo done in {time.perf_counter() - start:.0f} s: the net trained {results['step']} steps to test top-1 "
+          f"{100 * results['test_top1']:.2f}%; {len(results['seconds'])} experiments wrote their pages into "
+          f"{workdir}/ ({', '.join(results['seconds'])})" + (f"; failed: {', '.join(results['failed'])}"
+                                                               if results["failed"] else "")
+          + f"\nopen {workdir / 'index.html'}")
 
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    cli.run_app(main)

@@ -60,7 +60,9 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
                              f"epochs {', '.join(map(str, epochs))} left to right). A tile is the projection of "
                              f"that map's strongest activation over {len(source)} training images at that epoch, "
                              f"cut to the unit's receptive field and stretched to its own range (grey = 0). A "
-                             f"tile that changes image from one epoch to the next has found a new best input.")]
+                             f"tile that changes image from one epoch to the next has found a new best input. A "
+                             f"tile crossed out in red is a zero projection: the map fired on none of the images "
+                             f"at that epoch.")]
     report.write_json(workdir / "results.json", {"network": net.source, "num_images": len(source),
                                                  "epochs": epochs, "layers": results})
     report.write_index(workdir, "Feature evolution (Fig. 4)", figures,

@@ -18,7 +18,7 @@ import numpy as np
 from absl import logging
 
 from experiments import visual
-from zfjax import metrics, report, topk, train, visualize, viz
+from zfjax import report, topk, train, visualize, viz
 
 
 def trained(config: Any, name: str, workdir: pathlib.Path) -> Any:
@@ -34,15 +34,6 @@ def trained(config: Any, name: str, workdir: pathlib.Path) -> Any:
     net = net.copy_and_resolve_references()
     net.checkpoint = str(run_dir)
     return net
-
-
-def final_accuracy(net_config: Any) -> float | None:
-    """The last evaluated top-1 accuracy of the training run, if it logged one."""
-    path = pathlib.Path(net_config.checkpoint) / metrics.METRICS_FILE
-    if not net_config.checkpoint or not path.is_file():
-        return None
-    series = metrics.read(path).get("eval_top1", {})
-    return float(series[max(series)]) if series else None
 
 
 def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
@@ -71,7 +62,7 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
                                      f"Top-{top.values.shape[1]} projections (left) and image patches (right) of "
                                      f"{len(maps)} {config.layer2} maps of the {label} net (Fig. 6 (d)/(e)): "
                                      f"aliasing from a large conv1 stride shows as grid-like, blocky projections."))
-        results[name] = {"label": label, "network": net.source, "test_top1": final_accuracy(net_config),
+        results[name] = {"label": label, "network": net.source, "test_top1": net.top1,
                          "mean_frequency": float(mean_freqs[label].mean()),
                          "dead_filters": int(np.sum(np.abs(w).max(axis=(0, 1, 2)) < 1e-6))}
     report.save_figure(viz.spectrum_figure(freqs, spectra, mean_freqs, "conv1 frequency content"),

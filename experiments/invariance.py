@@ -65,7 +65,7 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
         f"The paper finds large changes at layer 1 for small transforms, smaller (quasi-linear) ones at layer 7, "
         f"and an output that is invariant to translation and scale but not to rotation.")]
     report.write_index(workdir, "Invariance (Fig. 5)", figures, intro=f"Network: {net.arch.name} from {net.source}; "
-                       f"images: {', '.join(names)}.")
+                       f"images: {', '.join(names)}. {visual.caveat(net)}")
     return figures
 
 

@@ -87,14 +87,16 @@ def run(config: Any, workdir: pathlib.Path) -> dict[str, Any]:
     report.write_json(workdir / "results.json", results)
     report.write_text(workdir / "results.md", report.markdown_table(header, rows) + "\n")
     report.save_figure(figure(config, layers, acc), workdir / "accuracy_vs_layer.png")
+    caption = "Test accuracy (%) measured here" + (
+        "; 'paper' columns from the paper's Table 7 (ImageNet-pretrained ZFNet)" if paper else
+        " (the paper reports no numbers for this dataset)")
     report.write_index(workdir, f"Features of each layer on {config.dataset} (Table 7)", [
         report.Figure("accuracy_vs_layer.png", "Accuracy against depth",
                       f"Linear SVM and softmax on the features of each layer, {config.shots} training images per "
                       f"class, mean ± std over {config.num_splits} splits.")],
         intro=f"Maps max-pooled into a {config.grid}x{config.grid} grid and flattened; fc layers as they are. "
               f"Pre-trained net: {config.pretrain_workdir} (step {net.step}).",
-        tables=[("Test accuracy (%); 'ours' columns measured here, 'paper' columns from the paper's Table 7 "
-                 "(ImageNet-pretrained ZFNet)", header, rows)])
+        tables=[(caption, header, rows)])
     return results
 
 

@@ -28,21 +28,19 @@ def add_fields(c: Any) -> Any:
 
 def class_names(config: Any, net: visual.Net) -> list[str]:
     """One name per class of the network (Fashion-MNIST's, ``config.class_names``, else "class k")."""
-    names = fashion_mnist.CLASSES if net.data.name == "fashion_mnist" else tuple(config.class_names)
+    names = fashion_mnist.CLASSES if net.train.dataset == "fashion_mnist" else tuple(config.class_names)
     return [names[k] if k < len(names) else f"class {k}" for k in range(net.arch.num_classes)]
 
 
 def load_images(config: Any, net: visual.Net) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs (N, H, W, C) float in the network's input space, labels (N,) int32) of ``config``."""
+    """(inputs (N, H, W, C) float in the network's input space, labels (N,) int32) of ``config``. Photos need no
+    dataset: they are normalized as the network's inputs (`zfjax.trained.Net.inputs`)."""
     if config.images == "eval":
-        indices = np.asarray(config.indices, int)
-        x, _ = visual.images(net, net.data.eval)(indices)
-        labels = np.array([net.data.eval[int(i)]["label"] for i in indices])
+        x, labels = _eval_images(config, net)
     else:
         kind, _, names = config.images.partition(":")
         if kind == "skimage":
-            import skimage.data
-            raw = [getattr(skimage.data, n)() for n in names.split(",")]
+            raw = [_skimage(n) for n in names.split(",")]
         elif kind == "files":
             raw = [transfer_data.read_image(p) for p in names.split(",")]
         else:
@@ -51,14 +49,32 @@ def load_images(config: Any, net: visual.Net) -> tuple[np.ndarray, np.ndarray]:
         if labels.shape != (len(raw),):
             raise ValueError(f"images {config.images!r} need one label each in config.labels, got "
                              f"{list(config.labels)}")
-        h, _, channels = net.arch.input_shape
-        mean = net.mean.reshape(-1, channels).mean(0) if net.mean.ndim == 3 else net.mean
-        x = transfer_data.to_input(raw, h, channels, mean=mean, scale=net.scale)
-    if not len(x):
-        raise ValueError("no images selected: set config.indices (or config.images)")
+        x = net.inputs(raw)
     if labels.min() < 0 or labels.max() >= net.arch.num_classes:
         raise ValueError(f"labels {labels.tolist()} out of range for {net.arch.num_classes} classes")
     return x, labels.astype(np.int32)
+
+
+def _eval_images(config: Any, net: visual.Net) -> tuple[np.ndarray, np.ndarray]:
+    """The ``config.indices`` examples of the network's evaluation split, and their labels."""
+    indices = np.asarray(config.indices, int)
+    if not len(indices):
+        raise ValueError("no images selected: set config.indices (or config.images)")
+    size = len(net.data.eval)
+    bad = indices[(indices < 0) | (indices >= size)]
+    if len(bad):
+        raise ValueError(f"indices {bad.tolist()} are out of range: the evaluation split of {net.data.name} has "
+                         f"{size} images (0..{size - 1})")
+    x, _ = visual.images(net, net.data.eval)(indices)
+    return x, np.array([net.data.eval[int(i)]["label"] for i in indices])
+
+
+def _skimage(name: str) -> np.ndarray:
+    """One of scikit-image's bundled photos (``skimage.data.<name>()``)."""
+    import skimage.data
+    if name not in skimage.data.__all__ or name in ("data_dir", "download_all", "file_hash") or name.startswith("lbp"):
+        raise ValueError(f"unknown skimage image {name!r}; e.g. astronaut, chelsea, coffee, camera, rocket")
+    return getattr(skimage.data, name)()
 
 
 def display(x: np.ndarray, net: visual.Net) -> np.ndarray:

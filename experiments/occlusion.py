@@ -76,7 +76,7 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
         f"(e) p(true class) and (f) the most probable class as functions of the square's position. Dark/cold "
         f"regions in (c) and (e) are the parts of the image the feature and the classifier rely on.")]
     report.write_index(workdir, "Occlusion sensitivity (Fig. 7)", figures,
-                       intro=f"Network: {net.arch.name} from {net.source}.")
+                       intro=f"Network: {net.arch.name} from {net.source}. {visual.caveat(net)}")
     return figures
 
 

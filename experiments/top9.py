@@ -59,7 +59,7 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
     report.write_json(workdir / "results.json", {"network": net.source, "num_images": len(source), **results})
     report.write_index(workdir, "Top-9 activations per feature map (Fig. 2)", figures,
                        intro=f"Network: {net.arch.name} from {net.source}; images: {len(source)} of the "
-                             f"evaluation split ({net.data.name}).")
+                             f"evaluation split ({net.data.name}). {visual.caveat(net)}")
     return figures
 
 

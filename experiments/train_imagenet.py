@@ -1,7 +1,8 @@
 """Train a network of the paper: ``python -m experiments.train_imagenet --config=<config file> --workdir=<dir>``.
 
 The config is an ml_collections file from ``experiments/configs/`` (its docstring shows the launch command);
-``--config.<field>=<value>`` overrides a field. A run resumes from the newest checkpoint in ``--workdir``.
+``--config.<field>=<value>`` overrides a field. A run resumes from the newest checkpoint in ``--workdir`` and ends by
+printing what it trained and wrote; errors a user can cause are one line (`experiments.cli`, ``--verbose``).
 Multi-host: pass ``--distributed`` (jax.distributed.initialize() detects the cluster), or the coordinator address,
 process count and id explicitly.
 """
@@ -9,10 +10,13 @@ from __future__ import annotations
 
 import zfjax  # noqa: F401  (first: sets fast XLA:CPU flags before JAX starts)
 
+import time
+
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments import cli
 from zfjax import train
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, snapshots, metrics and figures.",
@@ -32,9 +36,12 @@ def main(argv: list[str]) -> None:
         jax.distributed.initialize(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
                                    process_id=_PROCESS_ID.value)
     logging.info("JAX processes %d/%d, devices %s", jax.process_index(), jax.process_count(), jax.devices())
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    start = time.perf_counter()
+    train.train_and_evaluate(cli.config_value(_CONFIG), _WORKDIR.value)
+    if jax.process_index() == 0:
+        print(f"done in {time.perf_counter() - start:.0f} s; {train.summary(_WORKDIR.value)}")
 
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["config"])
-    app.run(main)
+    cli.run_app(main)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from experiments import cli
-from zfjax import report, transfer, viz
+from zfjax import report, trained, transfer, viz
 from zfjax.data import transfer as transfer_data
 
 # The paper's accuracies (%, mean ± std over 5 splits) per dataset and N: (pre-trained + softmax, from scratch).
@@ -36,7 +36,7 @@ def _scratch_config(config: Any, split: int) -> transfer.ScratchConfig:
                                   seed=config.seed + split)
 
 
-def evaluate_split(config: Any, net: transfer.Pretrained, x: np.ndarray, feats: np.ndarray, labels: np.ndarray,
+def evaluate_split(config: Any, net: trained.Net, x: np.ndarray, feats: np.ndarray, labels: np.ndarray,
                    num_classes: int, shots: int, split: int) -> dict[str, float]:
     """Test accuracy of the frozen net + new softmax, and of the net trained from scratch, on one random split."""
     train_idx, test_idx = transfer_data.per_class_split(labels, shots, max_test=config.max_test or None,

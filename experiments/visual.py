@@ -1,50 +1,111 @@
 """What the visual experiments (top9, evolution, filters) share: the command line, the network a config names
-(a train_imagenet checkpoint, imported weights, or random weights for tests) and its images.
+(a train_imagenet checkpoint, imported weights, or random weights for tests; `SOURCES`) and its images.
 
 Each experiment module has ``run(config, workdir) -> list[report.Figure]`` (it writes its figures and its own
 ``index.html``; the demo links the returned figures) and ends with ``visual.main(run)``.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import sys
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
 
-from zfjax import checkpoints, models, train, visualize, weights
+from zfjax import models, train, trained, visualize, weights
 from zfjax import network as zfjax_network
-from zfjax.data import Data, load as load_data, pipeline
+from zfjax.data import Data, info as data_info, load as load_data, pipeline
+
+PRESET_OF = {"fashion_mnist": "fashion_mnist", "imagenet2012": "zfnet"}  # a dataset's preset, for messages
+RANDOM = "random initial weights"  # the source of `random_net`'s networks
 
 
-class Net(NamedTuple):
-    """A network, the data it was trained on, and its input normalization ``(pixel - mean) * scale``."""
-    arch: models.Arch
-    params: models.Params
-    data: Data
-    mean: np.ndarray
-    scale: float
-    source: str  # where the weights came from, for captions
+@dataclasses.dataclass(frozen=True, eq=False)
+class Net(trained.Net):
+    """A `zfjax.trained.Net` and the training config of the experiment's preset, which names its data. `data` is
+    read on first use, normalized as the network's inputs are, so experiments on photos need no dataset on disk."""
+    train: Any = None
+
+    @functools.cached_property
+    def data(self) -> Data:
+        return load_data(self.train, normalization=(self.mean, self.scale))
 
 
 def load_net(config: Any) -> Net:
-    """The network of a `experiments.configs.visual` config: ``checkpoint`` (newest step), else ``weights``, else
-    random weights when ``random_init``; ValueError when none is given."""
-    data = load_data(config.train)
-    arch = train.build_arch(config.train, data)
-    if config.checkpoint:
-        step, params = checkpoints.latest(config.checkpoint)
-        source = f"{config.checkpoint} (step {step})"
-    elif config.weights:
-        params, source = weights.load(config.weights, arch, config.weights_layout or None), config.weights
-    elif config.random_init:
-        params, source = models.init(arch, jax.random.key(config.train.seed)), "random initial weights"
+    """The network of a `experiments.configs.visual` config, from the first source field that is set (`SOURCES`):
+    ``checkpoint``, ``weights`` or ``random_init``; ValueError when none is."""
+    for field, load in SOURCES:
+        if config[field]:
+            net = load(config)
+            return Net(**{f.name: getattr(net, f.name) for f in dataclasses.fields(net)}, train=config.train)
+    raise ValueError("no network: set --config.checkpoint=<workdir of a train_imagenet run> or "
+                     "--config.weights=<.safetensors/.pth file>")
+
+
+def from_checkpoint(config: Any) -> trained.Net:
+    """A training run's newest checkpoint with the architecture and normalization the run recorded; ValueError
+    when the preset's data cannot feed it (another dataset or image size), naming the field and the fix."""
+    net = trained.load_net(config.checkpoint)
+    want = data_info(config.train)
+    if net.dataset and net.dataset != want.name:
+        raise ValueError(f"{config.checkpoint} was trained on {net.dataset}, but the preset's train.dataset is "
+                         f"{want.name!r}: use the {PRESET_OF.get(net.dataset, net.dataset)} preset "
+                         f"(--config=<config file>:{PRESET_OF.get(net.dataset, net.dataset)}) or "
+                         f"--config.train.dataset={net.dataset}")
+    if tuple(net.arch.input_shape) != want.input_shape:
+        raise ValueError(f"{config.checkpoint} takes {net.arch.input_shape} inputs, but the preset's data gives "
+                         f"{want.input_shape}: set --config.train.image_size={net.arch.input_shape[0]}")
+    return net
+
+
+def from_weights(config: Any) -> trained.Net:
+    """Imported weights (`zfjax.weights`): torchvision's layout is torchvision's AlexNet, any other the preset's
+    architecture; inputs normalized by ``config.normalization`` (module `experiments.configs.visual`)."""
+    state = weights.read(config.weights)
+    layout = config.weights_layout or weights.guess_layout(state)
+    shape = data_info(config.train)
+    if layout == "torchvision":
+        if shape.name != "imagenet2012":
+            raise ValueError(f"{config.weights} holds torchvision's AlexNet, an ImageNet network: use an ImageNet "
+                             f"preset (--config=<config file>:alexnet), not {shape.name}")
+        arch = models.get("alexnet_torchvision", num_classes=shape.num_classes, input_shape=shape.input_shape)
     else:
-        raise ValueError("no network: set --config.checkpoint=<workdir of a train_imagenet run> or "
-                         "--config.weights=<.safetensors/.pth file>")
-    models.check_params(arch, params)
-    mean = np.asarray(data.mean, np.float32)
-    return Net(arch, params, data, mean, float(config.train.pixel_scale), source)
+        arch = train.build_arch(config.train, shape)
+    spec = config.normalization or ("torchvision" if layout == "torchvision" else "dataset")
+    mean, scale = _dataset_normalization(config.train) if spec == "dataset" else \
+        trained.normalization(spec, arch.input_shape[2], config.train.pixel_scale)
+    return trained.Net(arch, weights.from_torch(state, arch, layout), mean, scale,
+                       f"{config.weights} (inputs normalized: {spec})")
+
+
+def random_net(config: Any) -> trained.Net:
+    """Freshly initialized weights of the preset's architecture (tests and smoke runs)."""
+    arch = train.build_arch(config.train, data_info(config.train))
+    mean, scale = _dataset_normalization(config.train)
+    return trained.Net(arch, models.init(arch, jax.random.key(config.train.seed)), mean, scale,
+                       RANDOM, dataset=config.train.dataset)
+
+
+def _dataset_normalization(train_config: Any) -> tuple[np.ndarray, float]:
+    """The normalization a training run on `train_config` would use: its dataset's mean and ``pixel_scale``."""
+    return np.asarray(load_data(train_config).mean, np.float32), float(train_config.pixel_scale)
+
+
+# Where a network can come from: the config field that selects it, and how it is loaded.
+SOURCES: tuple[tuple[str, Callable[[Any], trained.Net]], ...] = (
+    ("checkpoint", from_checkpoint), ("weights", from_weights), ("random_init", random_net))
+
+
+def caveat(net: trained.Net) -> str:
+    """A sentence for captions when the network has not learned much (random weights, near-chance accuracy)."""
+    if net.source == RANDOM:
+        return "The weights are random (untrained): the figures show the architecture, not learned features."
+    if net.top1 is not None and net.top1 < 2.0 / net.arch.num_classes:
+        return (f"This network is barely trained (test top-1 {100 * net.top1:.1f}%, chance is "
+                f"{100 / net.arch.num_classes:.1f}%): expect little structure.")
+    return ""
 
 
 def network(net: Net) -> zfjax_network.Network:
@@ -93,4 +154,5 @@ def pick_maps(top_values: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 from experiments.cli import main  # noqa: E402  (re-exported: the visual scripts call visual.main)
 
-__all__ = ["Net", "load_net", "network", "subset", "batches", "images", "pick_maps", "main"]
+__all__ = ["Net", "SOURCES", "load_net", "from_checkpoint", "from_weights", "random_net", "caveat", "network",
+           "subset", "batches", "images", "pick_maps", "main"]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from experiments import cli
-from zfjax import report, transfer, viz
+from zfjax import report, trained, transfer, viz
 from zfjax.data import transfer as transfer_data
 
 # The paper's Table 6 (AP %, VOC 2012 test), in the order of TFDS's class names; mean 79.0.
@@ -27,7 +27,7 @@ PAPER = {"aeroplane": 96.0, "bicycle": 77.1, "bird": 88.4, "boat": 85.5, "bottle
 PAPER_MEAN = 79.0
 
 
-def features(net: transfer.Pretrained, data: transfer_data.Labelled, batch_size: int) -> np.ndarray:
+def features(net: trained.Net, data: transfer_data.Labelled, batch_size: int) -> np.ndarray:
     """The last hidden fc layer (fc7) of every image."""
     x = net.inputs([data.images[i] for i in range(len(data.labels))])
     return transfer.extract_all(net.arch, net.params, x, net.arch.fcs[-1].name, batch_size=batch_size)

@@ -1,14 +1,16 @@
 """The invariance, occlusion and correspondence experiments end to end on the tiny net (random weights) and a few
 Fashion-MNIST test images: each writes its figures, results.json and an index.html that shows them."""
+import html
 import json
 
 import numpy as np
 import pytest
 
-from experiments import correspondence, invariance, occlusion
+from experiments import correspondence, demo, invariance, occlusion
 from experiments.configs import correspondence as correspondence_config
 from experiments.configs import invariance as invariance_config
 from experiments.configs import occlusion as occlusion_config
+from zfjax import report
 
 pytestmark = pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").is_dir(),
                                 reason="needs the embedded Fashion-MNIST files")
@@ -47,6 +49,7 @@ def test_occlusion(tmp_path):
     first = results["images"][0]
     assert np.asarray(first["prob_true"]).shape == (6, 6)  # (28 - 8) // 4 + 1 positions per axis
     assert len(first["projected_at"]) == c.projections
+    assert "The weights are random (untrained)" in (tmp_path / "index.html").read_text()
 
 
 def test_correspondence(tmp_path):
@@ -59,6 +62,18 @@ def test_correspondence(tmp_path):
         assert 0 <= s["fc7"]["delta"] <= 1 and 0 <= s["pool5"]["delta"] <= 1
     assert "Table 1" in (tmp_path / "index.html").read_text()
     assert (tmp_path / "results.md").read_text().startswith("| part |")
+
+
+def test_demo_page_shows_the_correspondence_table(tmp_path):
+    c = tiny(correspondence_config)
+    c.random_repeats = 2
+    correspondence.run(c, tmp_path / "correspondence")
+    table = json.loads((tmp_path / "correspondence" / "results.json").read_text())["table"]
+    [(caption, header, rows)] = demo.tables(tmp_path, ["correspondence", "occlusion"])  # occlusion: no table
+    assert (header, rows) == (table["header"], table["rows"]) and "correspondence/index.html" in caption
+    report.write_index(tmp_path, "demo", [], tables=demo.tables(tmp_path, ["correspondence"]))
+    page = (tmp_path / "index.html").read_text()
+    assert all(f"<td>{html.escape(str(cell))}</td>" in page for row in rows for cell in row)
 
 
 def test_bad_config(tmp_path):

@@ -28,6 +28,8 @@ def test_layer_features_script_end_to_end_on_digits(tmp_path_factory, tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["dims"] == results["dims"]
     assert [r[1] for r in results["table"]["rows"]] == list(layers)
     assert (tmp_path / "accuracy_vs_layer.png").stat().st_size > 1000
+    index = (tmp_path / "index.html").read_text()  # digits has no paper columns, and the caption says so
+    assert "paper:" not in index and "'paper' columns" not in index and "reports no numbers" in index
     # A second run reads the stored features back instead of recomputing them: same numbers.
     again = layer_features.run(config, tmp_path)
     assert again["accuracy"] == results["accuracy"]

@@ -1,4 +1,5 @@
-"""Transfer datasets: image folders (Caltech-256 layout), TFDS caltech101 / voc2012 on mock data, splits, dedup."""
+"""Transfer datasets: image folders (Caltech-256 layout), TFDS caltech101 / voc2012 on mock data, splits, dedup, and
+image files of every kind decoded to the values numpy computes from PIL's raw data."""
 import numpy as np
 import pytest
 from PIL import Image
@@ -74,3 +75,53 @@ def test_caltech101_and_voc_on_mock_data():
         assert set(np.unique(voc.labels)) <= {0, 1}
     with pytest.raises(ValueError, match="test has no labels"):
         transfer.voc2012("test")
+
+
+def _raw(path):
+    """The pixel data PIL decodes from `path`, untouched (no conversion, no orientation)."""
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
+def test_read_image_scales_bit_depth_and_resolves_palette_alpha_and_exif(tmp_path):
+    rng = np.random.default_rng(1)
+    grey16 = rng.integers(0, 65536, (9, 7), dtype=np.uint16)
+    Image.fromarray(grey16).save(tmp_path / "grey16.png")
+    want = np.round(_raw(tmp_path / "grey16.png") / 65535 * 255)
+    got = transfer.read_image(tmp_path / "grey16.png")
+    assert got.shape == (9, 7, 3) and got.dtype == np.uint8 and got.max() > 200  # not clipped to white
+    np.testing.assert_array_equal(got, np.repeat(want[..., None], 3, axis=2))
+
+    grey8 = rng.integers(0, 256, (9, 7), dtype=np.uint8)
+    Image.fromarray(grey8).save(tmp_path / "grey8.png")
+    np.testing.assert_array_equal(transfer.read_image(tmp_path / "grey8.png"), np.repeat(grey8[..., None], 3, 2))
+
+    rgb = rng.integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    Image.fromarray(rgb).quantize(16).save(tmp_path / "palette.png")
+    with Image.open(tmp_path / "palette.png") as im:
+        lut = np.asarray(im.getpalette(), np.uint8).reshape(-1, 3)
+    np.testing.assert_array_equal(transfer.read_image(tmp_path / "palette.png"), lut[_raw(tmp_path / "palette.png")])
+
+    rgba = rng.integers(0, 256, (9, 7, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    raw = _raw(tmp_path / "rgba.png").astype(np.float64)
+    over_white = raw[..., :3] * raw[..., 3:] / 255 + 255 * (1 - raw[..., 3:] / 255)
+    np.testing.assert_array_equal(transfer.read_image(tmp_path / "rgba.png"), np.round(over_white))
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(rgb).save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+    upright = np.rot90(_raw(tmp_path / "rotated.jpg"), k=-1)
+    np.testing.assert_array_equal(transfer.read_image(tmp_path / "rotated.jpg"), upright)
+
+
+def test_read_image_names_a_missing_corrupt_or_truncated_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no image file at .*nowhere.png"):
+        transfer.read_image(tmp_path / "nowhere.png")
+    (tmp_path / "text.jpg").write_text("not an image")
+    with pytest.raises(ValueError, match=r"cannot read image .*text\.jpg: UnidentifiedImageError"):
+        transfer.read_image(tmp_path / "text.jpg")
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8) + 7).save(tmp_path / "full.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "full.png").read_bytes()[:60])
+    with pytest.raises(ValueError, match=r"cannot read image .*cut\.png: OSError: .*truncated"):
+        transfer.read_image(tmp_path / "cut.png")

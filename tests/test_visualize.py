@@ -130,3 +130,17 @@ def test_block_mosaic_places_each_maps_tiles_in_a_3x3_square():
             ty, tx = divmod(t, 3)
             assert out[by * (square + 4) + 2 * ty, bx * (square + 4) + 2 * tx, 0] == 9 * m + t
     assert out[2 * (square + 4), square + 4, 0] == -1  # the sixth block does not exist
+
+
+def test_evolution_figure_crosses_out_exactly_the_zero_projections():
+    tiles = np.random.default_rng(2).normal(size=(3, 4, 5, 5, 1)).astype(np.float32)
+    tiles[1, 2] = 0
+    tiles[2, 0] = 0
+    tiles[0, 3, 2, 2, 0] = 0  # one zero pixel is not a zero projection
+    fig = viz.evolution_figure({"conv2": tiles, "conv3": tiles[:, :, :3, :3]}, [1, 2, 3, 4], "t")
+    size = 6  # a 5-pixel tile and its gap
+    for ax, s in zip(fig.axes, (size, 4)):
+        crossed = sorted({(int(round((line.get_ydata().min() + 0.5) / s)), int(round((line.get_xdata().min() + 0.5)
+                                                                                    / s))) for line in ax.lines})
+        assert crossed == [(1, 2), (2, 0)] and len(ax.lines) == 4  # two diagonals per crossed tile
+    viz.pyplot().close(fig)

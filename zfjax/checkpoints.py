@@ -3,7 +3,12 @@
 Layout of a workdir: ``checkpoints/<step>/`` holds the train state (params, optimizer state, step, rng), the grain
 iterator's position (``data``, one file per host) and ``meta`` (the XLA_FLAGS in force and the config); steps are
 committed by orbax's atomic rename. ``snapshots/<epoch>/`` holds the parameters at the config's
-``snapshot_epochs`` (Fig. 4's feature evolution).
+``snapshot_epochs`` (Fig. 4's feature evolution). ``network.json`` (and ``input_mean.npy``) record the network the
+checkpoints are of: its `Arch`, the input normalization and the dataset (`save_network`, `read_network`), so that
+the weights load as a network with no config in hand (`zfjax.trained.load_net`).
+
+Readers and the writer register a handler for every item a step holds (orbax warns about items it cannot
+restore otherwise) and open the directories without orbax's ``read_only`` option (which warns on every open).
 
 Reliability (see `lock`, `preflight`, `Checkpoints.restore`): one run per workdir (an ``fcntl.flock`` on
 ``.lock.<process>``, released by the kernel when the process dies, so a killed run never leaves a stale lock);
@@ -16,32 +21,39 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import logging
 import os
 import pathlib
 import shutil
 import socket
 import time
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+from zfjax import models, report
 
 CHECKPOINTS, SNAPSHOTS, UNREADABLE = "checkpoints", "snapshots", "checkpoints_unreadable"
 # What a damaged step raises at restore (orbax does not check steps when listing them). Tensorstore reports a
 # truncated or missing array file as a plain `Exception`, so anything short of BaseException counts.
 CORRUPT_ERRORS = (Exception,)
 PROBE_BYTES = 4 << 20
+NETWORK_FILE, MEAN_FILE = "network.json", "input_mean.npy"
 
 
 class WorkdirError(OSError):
     """The workdir cannot hold this run: in use by another run, not writable, or too little free space."""
 
 
-def _manager(directory: pathlib.Path, max_to_keep: int | None = None, read_only: bool = False) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only, read_only=read_only)
-    handlers = {item: ocp.StandardCheckpointHandler() for item in ("state", "params")} if read_only else None
+def _manager(directory: pathlib.Path, max_to_keep: int | None = None, create: bool = True) -> ocp.CheckpointManager:
+    """A manager of `directory` that knows the handler of every item a step may hold (see the module docstring)."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create)
+    handlers = {"state": ocp.StandardCheckpointHandler(), "params": ocp.StandardCheckpointHandler(),
+                "meta": ocp.JsonCheckpointHandler(), "data": grain.checkpoint.CheckpointHandler()}
     return ocp.CheckpointManager(directory.absolute(), options=options, item_handlers=handlers)
 
 
@@ -69,10 +81,9 @@ class Checkpoints:
         previous one tried. A readable step whose arrays do not fit `state` (another network) raises `ValueError`.
         """
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-        reader = _manager(pathlib.Path(self.steps.directory), read_only=True)
         for step in reversed(self.steps.all_steps()):
             try:
-                stored = reader.item_metadata(step)["state"]
+                stored = self.steps.item_metadata(step)["state"]
             except CORRUPT_ERRORS as e:
                 self._set_aside(step, e)
                 continue
@@ -139,13 +150,42 @@ def latest(workdir: str | pathlib.Path) -> tuple[int, Any]:
     directory = pathlib.Path(workdir) / CHECKPOINTS
     if not directory.is_dir():
         raise FileNotFoundError(f"no checkpoints in {workdir}: {directory} does not exist (train first)")
-    mngr = _manager(directory, read_only=True)
-    for step in reversed(mngr.all_steps()):
-        try:
-            return step, _restore_params(mngr, step, "state")
-        except CORRUPT_ERRORS as e:
-            logging.warning("checkpoint step %d in %s is unreadable (%s); trying the previous one", step, directory, e)
+    mngr = _manager(directory, create=False)
+    try:
+        for step in reversed(mngr.all_steps()):
+            try:
+                return step, _restore_params(mngr, step, "state")
+            except CORRUPT_ERRORS as e:
+                logging.warning("checkpoint step %d in %s is unreadable (%s); trying the previous one", step,
+                                directory, e)
+    finally:
+        mngr.close()
     raise FileNotFoundError(f"no readable checkpoint in {directory}")
+
+
+def latest_step(workdir: str | pathlib.Path) -> int | None:
+    """The newest committed step of `workdir` (not read: it may still turn out unreadable); None when none.
+
+    Read from the directory names (orbax commits a step by renaming its temporary folder to the bare number), not
+    through a `CheckpointManager`: creating one synchronizes all processes, and this may run on one of them."""
+    directory = pathlib.Path(workdir) / CHECKPOINTS
+    steps = [int(p.name) for p in directory.iterdir() if p.name.isdigit()] if directory.is_dir() else []
+    return max(steps, default=None)
+
+
+def latest_meta(workdir: str | pathlib.Path) -> dict[str, Any]:
+    """The ``meta`` of the newest checkpoint whose meta is readable (the config of a training run, the source of
+    imported weights); {} when no step has one."""
+    mngr = _manager(pathlib.Path(workdir) / CHECKPOINTS, create=False)
+    try:
+        for step in reversed(mngr.all_steps()):
+            try:
+                return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"] or {}
+            except CORRUPT_ERRORS:
+                continue
+    finally:
+        mngr.close()
+    return {}
 
 
 def snapshots(workdir: str | pathlib.Path) -> dict[int, Any]:
@@ -153,8 +193,48 @@ def snapshots(workdir: str | pathlib.Path) -> dict[int, Any]:
     directory = pathlib.Path(workdir) / SNAPSHOTS
     if not directory.is_dir():
         return {}
-    mngr = _manager(directory, read_only=True)
-    return {epoch: _restore_params(mngr, epoch, "params") for epoch in mngr.all_steps()}
+    mngr = _manager(directory, create=False)
+    try:
+        return {epoch: _restore_params(mngr, epoch, "params") for epoch in mngr.all_steps()}
+    finally:
+        mngr.close()
+
+
+class NetworkRecord(NamedTuple):
+    """What a workdir records about the network of its checkpoints: the architecture, the input normalization
+    ``(pixel - mean) * scale`` (pixels in [0, 255]; `mean` per pixel (H, W, C) or per channel (C,); `scale` a number
+    or one per channel) and the dataset it was trained on ("" when unknown, e.g. imported weights)."""
+    arch: models.Arch
+    mean: np.ndarray
+    scale: np.ndarray
+    dataset: str
+
+
+def save_network(workdir: str | pathlib.Path, record: NetworkRecord) -> pathlib.Path:
+    """Atomically write ``network.json`` and ``input_mean.npy`` into `workdir` (the mean first, so a record never
+    names a mean that is not there)."""
+    workdir = pathlib.Path(workdir)
+    with report.atomic_path(workdir / MEAN_FILE) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.asarray(record.mean, np.float32))
+    return report.write_json(workdir / NETWORK_FILE, {
+        "arch": models.to_dict(record.arch), "dataset": record.dataset,
+        "scale": np.asarray(record.scale, np.float32).tolist(), "mean_file": MEAN_FILE})
+
+
+def read_network(workdir: str | pathlib.Path) -> NetworkRecord | None:
+    """The `NetworkRecord` of `workdir`, None when it has none (a run from before records existed); ValueError
+    naming the file when it is unreadable."""
+    path = pathlib.Path(workdir) / NETWORK_FILE
+    if not path.is_file():
+        return None
+    try:
+        d = json.loads(path.read_text())
+        mean = np.load(path.parent / d["mean_file"])
+        arch = models.from_dict(d["arch"])
+        return NetworkRecord(arch, mean, np.asarray(d["scale"], np.float32), str(d["dataset"]))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"network record {path} is unreadable ({type(e).__name__}: {e}); delete it to fall back "
+                         f"on the training config stored in the checkpoints") from None
 
 
 def save_params(workdir: str | pathlib.Path, params: Any, meta: dict[str, Any], step: int = 0) -> pathlib.Path:

@@ -1,5 +1,5 @@
-"""Training metrics: ``metrics.jsonl`` (always), TensorBoard event files through clu (when tensorboard is
-installed), and the learning-curve figure.
+"""Training metrics: ``metrics.jsonl`` (always), TensorBoard event files (tensorboardX's writer: it needs no
+TensorFlow, so a Fashion-MNIST run never loads it), and the learning-curve figure.
 
 A resumed run appends to ``metrics.jsonl`` and may repeat steps done after its last checkpoint; `read` keeps the
 last value written for each (step, name). Each row is one ``write`` ending in a newline, so a run killed mid-write
@@ -20,11 +20,11 @@ METRICS_FILE, CURVES_FILE = "metrics.jsonl", "learning_curves.png"
 
 
 def _tensorboard_writer(workdir: pathlib.Path) -> Any:
-    if importlib.util.find_spec("tensorboard") is None:  # clu's writers need it (checked first: clu imports TF)
-        logging.warning("tensorboard is not installed: no event files, metrics go to %s only", METRICS_FILE)
+    if importlib.util.find_spec("tensorboardX") is None:
+        logging.warning("tensorboardX is not installed: no event files, metrics go to %s only", METRICS_FILE)
         return None
-    from clu import metric_writers
-    return metric_writers.create_default_writer(str(workdir), asynchronous=False)
+    import tensorboardX
+    return tensorboardX.SummaryWriter(str(workdir), flush_secs=10)
 
 
 def _drop_torn_tail(path: pathlib.Path) -> None:
@@ -55,7 +55,8 @@ class Writer:
         with open(self.workdir / METRICS_FILE, "a") as f:
             f.write(row)
         if self.tb is not None:
-            self.tb.write_scalars(int(step), scalars)
+            for name, value in scalars.items():
+                self.tb.add_scalar(name, float(value), int(step))
 
     def close(self) -> None:
         if self.tb is not None:
@@ -78,6 +79,13 @@ def read(path: str | pathlib.Path) -> dict[str, dict[int, float]]:
             for k, v in row.items():
                 out.setdefault(k, {})[step] = v
     return {k: dict(sorted(v.items())) for k, v in out.items()}
+
+
+def final(path: str | pathlib.Path, name: str) -> float | None:
+    """The value of `name` at the last step that logged it in a metrics.jsonl; None without the file or the name."""
+    path = pathlib.Path(path)
+    series = read(path).get(name) if path.is_file() else None
+    return float(series[max(series)]) if series else None
 
 
 def plot_learning_curves(workdir: str | pathlib.Path) -> pathlib.Path:

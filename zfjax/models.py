@@ -224,6 +224,29 @@ def _replace(layer, fields: Mapping[str, Any]):
     return dataclasses.replace(layer, **fields)
 
 
+def to_dict(arch: Arch) -> dict[str, Any]:
+    """`arch` as plain JSON-ready data (`from_dict` inverts it): what a training run records about its network."""
+    return dataclasses.asdict(arch)
+
+
+def from_dict(d: Mapping[str, Any]) -> Arch:
+    """The `Arch` of `to_dict`; ValueError naming an unknown or missing field (a record of another version)."""
+    def build(cls, fields: Mapping[str, Any]):
+        known = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(fields, Mapping) or set(fields) - known:
+            raise ValueError(f"not a {cls.__name__} description: {fields!r} (fields: {sorted(known)})")
+        return cls(**fields)
+    try:
+        arch = build(Arch, {**d, "convs": (), "fcs": ()})
+        arch = dataclasses.replace(arch, input_shape=tuple(int(s) for s in d["input_shape"]),
+                                   convs=tuple(build(Conv, c) for c in d["convs"]),
+                                   fcs=tuple(build(Fc, f) for f in d["fcs"]))
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"not an architecture description ({type(e).__name__}: {e})") from None
+    arch.shapes()  # validates sizes
+    return arch
+
+
 def param_shapes(arch: Arch) -> dict[str, dict[str, tuple[int, ...]]]:
     """Shape of every parameter, without allocating."""
     shapes = arch.shapes()

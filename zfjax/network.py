@@ -109,15 +109,17 @@ class ArchProjection:
 
 @dataclasses.dataclass(frozen=True)
 class _Normalize:
-    """Pixels in [0, 1] -> ``(255 * pixels - mean) * scale`` (the built-in nets' input space) and back."""
+    """Pixels in [0, 1] -> ``(255 * pixels - mean) * scale`` (the built-in nets' input space) and back; `scale` a
+    number or one per channel."""
     mean: Any
-    scale: float
+    scale: Any
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        return ((np.asarray(pixels, np.float32) * 255.0 - self._mean(pixels)) * self.scale).astype(np.float32)
+        scale = np.asarray(self.scale, np.float32)
+        return ((np.asarray(pixels, np.float32) * 255.0 - self._mean(pixels)) * scale).astype(np.float32)
 
     def inverse(self, inputs: np.ndarray) -> np.ndarray:
-        return (np.asarray(inputs, np.float32) / self.scale + self._mean(inputs)) / 255.0
+        return (np.asarray(inputs, np.float32) / np.asarray(self.scale, np.float32) + self._mean(inputs)) / 255.0
 
     def _mean(self, x: np.ndarray) -> np.ndarray:
         mean = np.asarray(self.mean, np.float32)
@@ -128,12 +130,12 @@ class _Normalize:
         return mean
 
 
-def from_arch(arch: models.Arch, params: models.Params, mean, scale: float, *, class_names: Sequence[str] = (),
+def from_arch(arch: models.Arch, params: models.Params, mean, scale, *, class_names: Sequence[str] = (),
               name: str | None = None) -> Network:
     """A built-in net as a `Network`: every conv and pool map a layer, the hidden fc layers vectors, inputs
-    ``(pixel - mean) * scale`` with pixels in 0..255 (`mean` one value per channel or a per-pixel map), its own fast
-    projection."""
-    normalize = _Normalize(mean, float(scale))
+    ``(pixel - mean) * scale`` with pixels in 0..255 (`mean` one value per channel or a per-pixel map, `scale` a
+    number or one per channel), its own fast projection."""
+    normalize = _Normalize(mean, scale)
     return Network(name or arch.name, ArchLogits(arch), params,
                    {n: ArchLayer(arch, n) for n in deconv.projectable_layers(arch)}, tuple(arch.input_shape),
                    normalize, tuple(class_names), normalize.inverse, ArchProjection(arch),

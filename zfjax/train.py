@@ -238,6 +238,28 @@ def train_and_evaluate(config: Any, workdir: str | pathlib.Path) -> TrainState:
     return state
 
 
+def summary(workdir: str | pathlib.Path) -> str:
+    """What a run left in `workdir`, in two lines: the network, its step and last eval; the files written."""
+    workdir = pathlib.Path(workdir)
+    record = checkpoints.read_network(workdir)
+    m = {k: metrics.final(workdir / metrics.METRICS_FILE, k) for k in ("eval_top1", "eval_top5", "images_per_s")}
+    text = f"trained {record.arch.name} ({models.count_params(record.arch):,} parameters) on {record.dataset}" \
+        if record else "trained the network"
+    step = checkpoints.latest_step(workdir)
+    text += f" to step {step}"
+    if m["eval_top1"] is not None:
+        text += f": test top-1 {100 * m['eval_top1']:.2f}%, top-5 {100 * m['eval_top5']:.2f}%"
+    if m["images_per_s"] is not None:
+        text += f" ({m['images_per_s']:.0f} images/s at the end)"
+    snaps = sorted(int(p.name) for p in (workdir / checkpoints.SNAPSHOTS).glob("[0-9]*"))
+    files = [f"{checkpoints.CHECKPOINTS}/{step}"]
+    files += [f"{checkpoints.SNAPSHOTS}/ (epochs {snaps})"] if snaps else []
+    files += [f for f in (metrics.METRICS_FILE, metrics.CURVES_FILE, checkpoints.NETWORK_FILE)
+              if (workdir / f).is_file()]
+    files += ["TensorBoard events"] if any(workdir.glob("events.out.tfevents.*")) else []
+    return f"{text}\nwrote {workdir}/: {', '.join(files)}"
+
+
 def _run(config: Any, workdir: pathlib.Path) -> TrainState:
     """`train_and_evaluate` inside the workdir lock: checks, state, resume, loop."""
     data = load_data(config)
@@ -265,6 +287,9 @@ def _run(config: Any, workdir: pathlib.Path) -> TrainState:
                                 "not be bit-identical to an uninterrupted run", os.environ.get("XLA_FLAGS", ""),
                                 meta.get("xla_flags"))
             logging.info("resumed from step %d in %s", int(state.step), workdir)
+        if jax.process_index() == 0:  # after the restore: a workdir of another network keeps its record
+            checkpoints.save_network(workdir, checkpoints.NetworkRecord(arch, data.mean, np.float32(config.pixel_scale),
+                                                                        data.name))
         train_fn, eval_fn = compile_steps(config, arch, tx, mesh)
         state = _loop(config, data, arch, mesh, state, train_iter, train_fn, eval_fn, ckpts, writer, schedule,
                       steps_per_epoch, total, stop)

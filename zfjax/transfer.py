@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from zfjax import checkpoints, features, models, train
-from zfjax.data import load as load_data, transfer as transfer_data
+from zfjax import checkpoints, features, models, train, trained
+from zfjax.data import transfer as transfer_data
 
 LOSSES = ("softmax", "sigmoid")
 
@@ -214,37 +214,21 @@ def paper_layers(arch: models.Arch) -> tuple[str, ...]:
     return tuple(c.pool_name if c.pool else c.name for c in arch.convs) + tuple(f.name for f in arch.fcs)
 
 
-class Pretrained(NamedTuple):
-    """A trained network and the input normalization of its training data: ``(pixel - mean) * scale``."""
-    arch: models.Arch
-    params: models.Params
-    step: int
-    mean: np.ndarray
-    scale: float
-
-    def inputs(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Images (uint8 HWC, any size) as this network's float input: short side resized, center crop, normalized."""
-        h, _, channels = self.arch.input_shape
-        mean = self.mean if self.mean.shape == self.arch.input_shape else self.mean.reshape(-1, channels).mean(0)
-        return transfer_data.to_input(images, h, channels, mean=mean, scale=self.scale)
-
-
-def load_pretrained(train_config: Any, workdir: str | pathlib.Path, *, train_if_missing: bool) -> Pretrained:
-    """The newest checkpoint of the training run in `workdir` (trained with `train_config`), trained there first
-    when it has none and `train_if_missing` (else FileNotFoundError saying how to train it)."""
+def load_pretrained(train_config: Any, workdir: str | pathlib.Path, *, train_if_missing: bool) -> trained.Net:
+    """The newest checkpoint of the training run in `workdir` as a `zfjax.trained.Net` (architecture and input
+    normalization as the run recorded them), trained there first with `train_config` when it has none and
+    `train_if_missing` (else FileNotFoundError saying how to train it). ValueError for an empty `workdir`."""
+    if not str(workdir):
+        raise ValueError("no pre-trained network: set --config.pretrain_workdir=<workdir of a train_imagenet run>")
     workdir = pathlib.Path(workdir)
     if not (workdir / checkpoints.CHECKPOINTS).is_dir():
         if not train_if_missing:
             raise FileNotFoundError(f"no trained network in {workdir}: train one with python -m "
                                     f"experiments.train_imagenet --config=<its config> --workdir={workdir}")
-        logging.info("no checkpoint in %s: training the network to transfer first", workdir)
+        logging.warning("no checkpoint in %s: training the %s net there first (%d epochs; the Fashion-MNIST net "
+                        "takes 7-15 min on 2 CPU cores)", workdir, train_config.model, train_config.num_epochs)
         train.train_and_evaluate(train_config, workdir)
-    data = load_data(train_config)
-    arch = train.build_arch(train_config, data)
-    step, params = checkpoints.latest(workdir)
-    models.check_params(arch, params)
-    mean = np.asarray(data.mean, np.float32)  # the mean the net was trained with
-    return Pretrained(arch, params, step, mean, float(train_config.pixel_scale))
+    return trained.load_net(workdir)
 
 
 DATASETS = ("digits", "caltech101", "caltech256")
@@ -272,7 +256,7 @@ def read_hashes(path: str | pathlib.Path) -> set[str]:
 class Prepared(NamedTuple):
     """A transfer experiment's inputs: the dataset (de-duplicated), the pre-trained net, and the network inputs."""
     data: transfer_data.Labelled
-    net: Pretrained
+    net: trained.Net
     x: np.ndarray
     dropped: int
 

@@ -95,13 +95,19 @@ def filter_grid(w, title: str):
 
 def evolution_figure(columns: dict, epochs, title: str):
     """Fig. 4: per layer a panel, one row per feature map, one column per epoch; `columns` maps a layer name to its
-    raw projections (maps, epochs, S, S, C), each normalized here."""
+    raw projections (maps, epochs, S, S, C), each normalized here. An all-zero projection (the map fired on no
+    image at that epoch) would be a flat grey tile: it is crossed out in red, so it is not read as a pattern."""
     plt = pyplot()
     rows = max(t.shape[0] for t in columns.values())
     fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 3.2 * rows / len(epochs) + 1.2),
                              squeeze=False)
     for ax, (layer, tiles) in zip(axes[0], columns.items()):
         show(ax, mosaic(normalize_projection(tiles)), layer)
+        ax.set_autoscale_on(False)
+        size = tiles.shape[2] + 1  # a tile and the gap after it
+        for i, j in zip(*np.nonzero(~np.asarray(tiles).any(axis=(2, 3, 4)))):
+            x0, y0, x1, y1 = j * size - 0.5, i * size - 0.5, (j + 1) * size - 1.5, (i + 1) * size - 1.5
+            ax.plot([x0, x1], [y0, y1], [x0, x1], [y1, y0], color="red", lw=1)
         ax.set_axis_on()
         ax.set_xticks([(j + 0.5) * (tiles.shape[3] + 1) - 1 for j in range(len(epochs))], [str(e) for e in epochs],
                       fontsize=7)

@@ -44,9 +44,14 @@ def _first_fc(arch: models.Arch) -> tuple[str, tuple[int, int, int]]:
     return (arch.fcs[0].name if arch.fcs else "fc8"), arch.shapes()[last.pool_name if last.pool else last.name]
 
 
+def guess_layout(state: dict[str, np.ndarray]) -> str:
+    """The key layout of a state dict: ``"torchvision"`` when it has torchvision's ``features.0.weight``."""
+    return "torchvision" if "features.0.weight" in state else "named"
+
+
 def from_torch(state: dict[str, np.ndarray], arch: models.Arch, layout: str | None = None) -> models.Params:
     """Convert a torch-layout state dict (numpy arrays) to zfjax params; `layout` None guesses it from the keys."""
-    layout = layout or ("torchvision" if "features.0.weight" in state else "named")
+    layout = layout or guess_layout(state)
     fc_first, (h, w, c) = _first_fc(arch)
     params: models.Params = {}
     for name, prefix in _keys(arch, layout).items():
@@ -86,24 +91,40 @@ def to_torch(params: models.Params, arch: models.Arch, layout: str = "named") ->
 
 def load(path: str | os.PathLike, arch: models.Arch, layout: str | None = None) -> models.Params:
     """Load `.safetensors` (numpy API, no torch) or `.pth`/`.pt` (needs torch) weights as zfjax params."""
+    return from_torch(read(path), arch, layout)
+
+
+def read(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The state dict of a `.safetensors` or `.pth`/`.pt` file as numpy arrays, in the file's own layout.
+
+    No file: FileNotFoundError; a file that does not decode (truncated, not weights): ValueError naming it."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.numpy import load_file
-        state = load_file(str(path))
-    elif path.suffix in (".pth", ".pt"):
-        try:
-            import torch
-        except ImportError:
-            raise ImportError(f"reading {path.name} needs torch (pip install torch), or convert it to "
-                              f".safetensors") from None
-        raw = torch.load(str(path), map_location="cpu", weights_only=True)
-        raw = raw.get("state_dict", raw) if isinstance(raw, dict) else raw
-        state = {k: v.detach().float().numpy() for k, v in raw.items() if hasattr(v, "detach")}
-    else:
+    if path.suffix not in (".safetensors", ".pth", ".pt"):
         raise ValueError(f"unknown weights format {path.suffix!r} for {path}: use .safetensors, .pth or .pt")
-    return from_torch(state, arch, layout)
+    try:
+        return _read_safetensors(path) if path.suffix == ".safetensors" else _read_torch(path)
+    except ImportError:
+        raise
+    except Exception as e:  # noqa: BLE001 - safetensors and torch raise their own types for a damaged file
+        raise ValueError(f"cannot read weights {path} ({type(e).__name__}: {e}): is the file complete?") from None
+
+
+def _read_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+    return load_file(str(path))
+
+
+def _read_torch(path: pathlib.Path) -> dict[str, np.ndarray]:
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(f"reading {path.name} needs torch (pip install torch), or convert it to .safetensors") \
+            from None
+    raw = torch.load(str(path), map_location="cpu", weights_only=True)
+    raw = raw.get("state_dict", raw) if isinstance(raw, dict) else raw
+    return {k: v.detach().float().numpy() for k, v in raw.items() if hasattr(v, "detach")}
 
 
 def save(params: models.Params, path: str | os.PathLike, arch: models.Arch, layout: str = "named") -> None:

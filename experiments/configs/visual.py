@@ -3,9 +3,15 @@
 Presets: ``fashion_mnist`` (the embedded small net; ``checkpoint`` = the workdir of its training run),
 ``zfnet`` / ``alexnet`` (ImageNet; ``checkpoint`` = the train_imagenet workdir, or ``weights`` = an imported
 .safetensors/.pth file with ``weights_layout``), ``tiny`` (seconds, for tests).
-Fields: ``train`` (the training config the network was trained with: it fixes the architecture, the data and the
-input normalization), ``checkpoint``, ``weights``, ``weights_layout`` ("" = guess), ``random_init`` (use freshly
-initialized weights when neither is given: tests only), ``batch_size`` and ``num_threads`` of the scans.
+Fields: ``checkpoint`` (a training run's workdir: its newest checkpoint, with the architecture and input
+normalization the run recorded, whatever the preset), ``weights`` (an imported file: torchvision's layout is
+torchvision's AlexNet, any other layout the preset's architecture), ``weights_layout`` ("" = guess from the keys),
+``normalization`` (of imported weights' inputs: "torchvision" = torchvision's ImageNet mean and std, "dataset" = the
+preset's dataset mean and ``train.pixel_scale`` (needs the dataset on disk), or per-channel mean pixel values such as
+"123.7,116.3,103.5" with ``train.pixel_scale``; "" = "torchvision" for torchvision's layout, else "dataset"),
+``random_init`` (freshly initialized weights when no other source is given: tests only), ``train`` (the preset's
+training config: it names the data the experiment reads -- with a checkpoint it must be the run's dataset; for
+imported or random weights it also gives the architecture), ``batch_size`` and ``num_threads`` of the scans.
 """
 import ml_collections
 
@@ -23,6 +29,7 @@ def network(arg: str) -> ml_collections.ConfigDict:
     c.checkpoint = ""
     c.weights = ""
     c.weights_layout = ""
+    c.normalization = ""
     c.random_init = False
     c.batch_size = 256 if arg in ("fashion_mnist", "tiny") else 64
     c.num_threads = 2 if arg in ("fashion_mnist", "tiny") else 8

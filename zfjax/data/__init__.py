@@ -30,13 +30,33 @@ class Data(NamedTuple):
     mean: np.ndarray | None = None  # the pixel mean the transforms subtract (before scaling): the input space's 0
 
 
-def load(config: Any) -> Data:
-    """The dataset named by ``config.dataset``, cut to ``config.train_subset``/``eval_subset`` examples when > 0."""
+class Info(NamedTuple):
+    """What a network needs to know of its dataset, known without reading it."""
+    name: str
+    num_classes: int
+    input_shape: tuple[int, int, int]
+
+
+def info(config: Any) -> Info:
+    """The `Info` of ``config.dataset`` (the network input is ``image_size`` square for ImageNet)."""
     if config.dataset == "fashion_mnist":
-        return _fashion_mnist(config)
+        return Info("fashion_mnist", len(fashion_mnist.CLASSES), (28, 28, 1))
     if config.dataset == "imagenet2012":
-        return _imagenet(config)
+        return Info("imagenet2012", imagenet.NUM_CLASSES, (config.image_size, config.image_size, 3))
     raise ValueError(f"unknown dataset {config.dataset!r}; choose one of {DATASETS}")
+
+
+def load(config: Any, normalization: tuple[np.ndarray, Any] | None = None) -> Data:
+    """The dataset named by ``config.dataset``, cut to ``config.train_subset``/``eval_subset`` examples when > 0.
+
+    The transforms compute ``(pixel - mean) * scale`` with the training split's mean and ``config.pixel_scale``,
+    or with the given ``normalization=(mean, scale)`` (a trained network's, so that its data is seen as in
+    training; the ImageNet mean is then not computed).
+    """
+    info(config)  # names an unknown dataset
+    if config.dataset == "fashion_mnist":
+        return _fashion_mnist(config, normalization)
+    return _imagenet(config, normalization)
 
 
 def _cut(source: Any, n: int) -> Any:
@@ -56,16 +76,16 @@ def _whole_eval(ex: dict, mean: np.ndarray, scale: float) -> dict:
     return {"image": _normalize(ex["image"], mean, scale)[None], "label": np.int32(ex["label"])}
 
 
-def _fashion_mnist(config: Any) -> Data:
+def _fashion_mnist(config: Any, normalization: tuple[np.ndarray, Any] | None) -> Data:
     data_dir = config.data_dir or fashion_mnist.DEFAULT_DIR
     images, labels = fashion_mnist.load("train", data_dir)
     n = config.train_subset or len(images)
     train = pipeline.ArraySource("fashion_mnist/train", images[:n], labels[:n])
     test = _cut(pipeline.ArraySource("fashion_mnist/test", *fashion_mnist.load("test", data_dir)), config.eval_subset)
-    mean = train.images.mean(0, dtype=np.float64).astype(np.float32)
+    mean, scale = normalization or (train.images.mean(0, dtype=np.float64).astype(np.float32), config.pixel_scale)
     return Data("fashion_mnist", train, test, len(fashion_mnist.CLASSES), (28, 28, 1), 1,
-                functools.partial(_whole_train, mean=mean, scale=config.pixel_scale),
-                functools.partial(_whole_eval, mean=mean, scale=config.pixel_scale), mean)
+                functools.partial(_whole_train, mean=mean, scale=scale),
+                functools.partial(_whole_eval, mean=mean, scale=scale), mean)
 
 
 def _centered(ex: dict, resize: int) -> np.ndarray:
@@ -84,15 +104,16 @@ def _imagenet_eval(ex: dict, mean: np.ndarray, scale: float, resize: int, crop: 
     return {"image": imagenet.ten_crops(image, crop), "label": np.int32(ex["label"])}
 
 
-def _imagenet(config: Any) -> Data:
+def _imagenet(config: Any, normalization: tuple[np.ndarray, Any] | None) -> Data:
     data_dir = pathlib.Path(config.data_dir or "~/tensorflow_datasets").expanduser()
-    train, validation = imagenet.sources(data_dir)
-    train, validation = _cut(train, config.train_subset), _cut(validation, config.eval_subset)
     resize, crop = config.resize_size, config.image_size
     if crop > resize:
         raise ValueError(f"image_size {crop} must not exceed resize_size {resize}")
-    mean = pipeline.pixel_mean(train, functools.partial(_centered, resize=resize),
-                               data_dir / "imagenet2012" / f"pixel_mean_{resize}_n{len(train)}.npy")
-    kw = dict(mean=mean, scale=config.pixel_scale, resize=resize, crop=crop)
+    train, validation = imagenet.sources(data_dir)
+    train, validation = _cut(train, config.train_subset), _cut(validation, config.eval_subset)
+    mean, scale = normalization or (
+        pipeline.pixel_mean(train, functools.partial(_centered, resize=resize),
+                            data_dir / "imagenet2012" / f"pixel_mean_{resize}_n{len(train)}.npy"), config.pixel_scale)
+    kw = dict(mean=mean, scale=scale, resize=resize, crop=crop)
     return Data("imagenet2012", train, validation, imagenet.NUM_CLASSES, (crop, crop, 3), 10,
                 functools.partial(_imagenet_train, **kw), functools.partial(_imagenet_eval, **kw), mean)

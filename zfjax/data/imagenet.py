@@ -27,19 +27,28 @@ def missing_message(data_dir: str | pathlib.Path) -> str:
     return (f"ImageNet 2012 is not prepared in {data_dir}. Download {TARS[0]} (138 GB) and {TARS[1]} (6.3 GB) from "
             f"https://image-net.org/download-images (registration needed) and put them in {where}/, i.e. "
             f"{where / TARS[0]} and {where / TARS[1]}; the first run then converts them (hours, once). Or point "
-            f"--config.data_dir at a TFDS data dir that already holds imagenet2012.")
+            f"the config's data_dir at a TFDS data dir that already holds imagenet2012 (train_imagenet: "
+            f"--config.data_dir=..., the other experiments: --config.train.data_dir=...).")
 
 
 def sources(data_dir: str | pathlib.Path) -> tuple[Any, Any]:
-    """(train, validation) random-access TFDS sources; prepares the dataset from the manual tars on first use."""
+    """(train, validation) random-access TFDS sources; prepares the dataset from the manual tars on first use.
+
+    When it is not prepared in `data_dir` and the tars are not there either, preparing could only fail: that is a
+    FileNotFoundError before TFDS creates folders or logs a download. (TFDS's test mocks move the builder's
+    data_dir elsewhere, so they still reach their mocked preparation.)
+    """
     import tensorflow_datasets as tfds  # heavy: imported only when ImageNet is used
 
     data_dir = pathlib.Path(data_dir).expanduser()
     builder = tfds.builder("imagenet2012", data_dir=str(data_dir), file_format="array_record")
+    tars = all((manual_dir(data_dir) / t).is_file() for t in TARS)
+    if not tars and not builder.is_prepared() and pathlib.Path(builder.data_dir).is_relative_to(data_dir):
+        raise FileNotFoundError(missing_message(data_dir))
     try:
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir(data_dir))))
     except Exception as e:  # noqa: BLE001 - tfds raises assorted types for missing manual files
-        if not all((manual_dir(data_dir) / t).is_file() for t in TARS):
+        if not tars:
             raise FileNotFoundError(missing_message(data_dir)) from e
         raise
     return builder.as_data_source("train"), builder.as_data_source("validation")

@@ -38,10 +38,35 @@ class _Lazy:
 
 
 def read_image(path: str | pathlib.Path) -> np.ndarray:
-    """Decode an image file to uint8 RGB HWC (grey and palette images converted)."""
-    from PIL import Image
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+    """Decode an image file to uint8 RGB HWC as it is meant to be seen: EXIF orientation applied, 16-bit values
+    scaled by their bit depth (not clipped), palettes looked up, transparency composited over white, grey repeated
+    into three channels. No file: FileNotFoundError; a corrupt, truncated or unsupported one: ValueError naming it."""
+    from PIL import Image, ImageOps
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no image file at {path}")
+    try:
+        with Image.open(path) as im:
+            return _rgb8(ImageOps.exif_transpose(im))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ValueError(f"cannot read image {path}: {type(e).__name__}: {e}") from None
+
+
+_WIDE_GREY = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535}  # mode -> full scale
+
+
+def _rgb8(im) -> np.ndarray:
+    """A decoded PIL image as uint8 RGB (see `read_image`); 32-bit integer grey ("I") is read as 16-bit data."""
+    if im.mode in _WIDE_GREY:
+        grey = np.clip(np.asarray(im, np.float64) / _WIDE_GREY[im.mode], 0.0, 1.0)
+        return np.repeat(np.round(255.0 * grey).astype(np.uint8)[..., None], 3, axis=2)
+    if im.mode == "F":
+        raise ValueError("32-bit float images have no defined range: save it as 8- or 16-bit")
+    if im.mode in ("LA", "La", "PA", "RGBA", "RGBa") or (im.mode == "P" and "transparency" in im.info):
+        rgba = np.asarray(im.convert("RGBA"), np.float64)
+        alpha = rgba[..., 3:] / 255.0
+        return np.round(rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+    return np.asarray(im.convert("RGB"))
 
 
 def image_folder(root: str | pathlib.Path, *, exclude: Sequence[str] = ("257.clutter",)) -> Labelled:
