@@ -61,6 +61,13 @@ class Network:
             return self.vectors[layer]
         raise ValueError(f"{self.name} has no layer {layer!r}; its layers: {list(self.layers) + list(self.vectors)}")
 
+    def feature_map(self, layer: str) -> Features:
+        """The feature function of the map `layer` (ValueError naming the maps there are)."""
+        if layer not in self.layers:
+            raise ValueError(f"{self.name} has no layer {layer!r} with a feature map to project from; its maps: "
+                             f"{list(self.layers)}")
+        return self.layers[layer]
+
     def num_classes(self) -> int:
         """The number of classes of the logits (from their shape; nothing is computed)."""
         x = jax.ShapeDtypeStruct((1, *self.input_shape), np.float32)

@@ -265,7 +265,7 @@ def occlusion_maps(model: models.Arch | network.Network, params, image, label: i
     iy, ix = (a.ravel() for a in np.meshgrid(np.arange(len(oy)), np.arange(len(ox)), indexing="ij"))
     batch_size = min(batch_size, len(iy))
     if method == "brute":
-        logits, feature, channel = _brute(net.features(layer), net.apply, variables, image, fill, oy[iy], ox[ix],
+        logits, feature, channel = _brute(net.feature_map(layer), net.apply, variables, image, fill, oy[iy], ox[ix],
                                           patch=patch, batch_size=batch_size)
     else:
         size_y, start_y = _cone(arch, 0, oy, patch)

@@ -48,7 +48,7 @@ def project_units(net: network.Network, layer: str, x: np.ndarray, channels, pos
     net's (e.g. one snapshot of a training run).
     """
     variables = net.variables if variables is None else variables
-    features = net.features(layer)
+    features = net.feature_map(layer)
     x = np.asarray(x, np.float32)
     channels, positions = np.asarray(channels, np.int32), np.asarray(positions, np.int32)
     if x.ndim != 4 or channels.shape != (len(x),) or positions.shape != (len(x), 2):
@@ -91,7 +91,7 @@ _FIELDS: dict[tuple, Field] = {}  # (features, input shape) -> its Field: the ge
 
 def field(net: network.Network, layer: str) -> ArchField | Field:
     """The receptive fields of `layer`'s units: a built-in net's own geometry, else from the layer's jaxpr."""
-    features = net.features(layer)
+    features = net.feature_map(layer)
     if isinstance(features, network.ArchLayer):
         return ArchField(features.arch, layer)
     key = (features, tuple(net.input_shape))
