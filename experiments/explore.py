@@ -61,9 +61,12 @@ class Images:
         from tqdm import tqdm
         with tqdm(total=len(self), unit="img", desc="scan", leave=False, mininterval=1.0, file=sys.stderr,
                   disable=jax.process_index() != 0) as bar:
+            seen = 0
             for b in pipeline.shard_batches(self.example, len(self), batch_size=batch_size, num_threads=num_threads):
                 yield b["image"], b["index"], b["label"]
+                seen += len(b["index"])
                 bar.update(len(b["index"]) * jax.process_count())
+        logging.info("explorer: process %d scanned %d of the %d images", jax.process_index(), seen, len(self))
 
 
 def class_names(config: Any, dataset: str, own: Sequence[str] = ()) -> list[str]:

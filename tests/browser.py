@@ -40,17 +40,13 @@ class Page:
         self._profile = tempfile.mkdtemp(prefix="chromium-profile-")
         to_child, self._out = os.pipe()
         self._in, from_child = os.pipe()
-
-        def wire():  # the child's fd 3 reads our commands, its fd 4 writes the replies
-            os.dup2(to_child, 3)
-            os.dup2(from_child, 4)
-
         self._log = tempfile.TemporaryFile()
+        # bash puts the pipes on the child's fds 3 (our commands) and 4 (its replies): no Python runs after the fork
         self._process = subprocess.Popen(
-            [binary, "--headless", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--disable-dev-shm-usage", f"--user-data-dir={self._profile}", f"--window-size={width},{height}",
-             "about:blank"], preexec_fn=wire, pass_fds=(3, 4), stdin=subprocess.DEVNULL,
-            stdout=self._log, stderr=self._log)
+            ["/bin/bash", "-c", f'exec "$0" "$@" 3<&{to_child} 4>&{from_child}', binary, "--headless",
+             "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
+             f"--user-data-dir={self._profile}", f"--window-size={width},{height}", "about:blank"],
+            pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
         os.close(to_child)
         os.close(from_child)
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
@@ -121,11 +117,13 @@ class Page:
 
     # what tests do
     def open(self, url: str) -> None:
-        """Navigate and wait for the load event (scripts the page names have run)."""
-        seen = len(self.events)
-        self.call("Page.navigate", {"url": url})
-        if not any(e["method"] == "Page.loadEventFired" for e in self.events[seen:]):
-            self._wait(lambda m: m.get("method") == "Page.loadEventFired")
+        """Load `url` afresh (also when only its fragment differs from the current page's) and wait for the load
+        event: the scripts the page names have run."""
+        for target in ("about:blank", url):
+            seen = len(self.events)
+            self.call("Page.navigate", {"url": target})
+            if not any(e["method"] == "Page.loadEventFired" for e in self.events[seen:]):
+                self._wait(lambda m: m.get("method") == "Page.loadEventFired")
 
     def evaluate(self, expression: str) -> Any:
         """The value of a script expression in the page (promises awaited)."""
@@ -150,8 +148,8 @@ class Page:
         """A key press (keydown, the character for printable keys, keyup) as a user would type it."""
         code = KEYS.get(key, ord(key.upper()) if len(key) == 1 else 0)
         down = {"type": "keyDown", "key": key, "windowsVirtualKeyCode": code}
-        if len(key) == 1:
-            down["text"] = key
+        if len(key) == 1 or key == "Enter":
+            down["text"] = "\r" if key == "Enter" else key
         self.call("Input.dispatchKeyEvent", down)
         self.call("Input.dispatchKeyEvent", {"type": "keyUp", "key": key, "windowsVirtualKeyCode": code})
 

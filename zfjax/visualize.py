@@ -86,10 +86,22 @@ class ArchField(NamedTuple):
         return min(y1 - y0, h), min(x1 - x0, w)
 
 
+class _Same:
+    """A cache key that is its object's identity (a model's variables are often dicts, which do not hash)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _Same) and other.value is self.value
+
+
 @functools.lru_cache(maxsize=64)
-def _field(features, input_shape: tuple[int, int, int], variables_id: int, variables) -> Field:
-    del variables_id  # the cache key: the geometry depends on the variables' shapes only, not on their values
-    return Field(functools.partial(features, variables), input_shape)
+def _field(features, input_shape: tuple[int, int, int], variables: _Same) -> Field:
+    return Field(functools.partial(features, variables.value), input_shape)
 
 
 def field(net: network.Network, layer: str) -> ArchField | Field:
@@ -97,7 +109,7 @@ def field(net: network.Network, layer: str) -> ArchField | Field:
     features = net.features(layer)
     if isinstance(features, network.ArchLayer):
         return ArchField(features.arch, layer)
-    return _field(features, tuple(net.input_shape), id(net.variables), net.variables)
+    return _field(features, tuple(net.input_shape), _Same(net.variables))
 
 
 def windows(fields: ArchField | Field, positions, input_hw: tuple[int, int]) -> np.ndarray:

@@ -146,6 +146,7 @@ def _render_share(net, stats, images, layers: Sequence[Layer], staging: pathlib.
     from tqdm import tqdm
     jobs = [(layer, j, span) for layer in layers for j, span in enumerate(layer.sheets)]
     mine = jobs[jax.process_index()::jax.process_count()]
+    logging.info("explorer: process %d renders %d of the %d sheets", jax.process_index(), len(mine), len(jobs))
     for layer, j, (start, stop) in tqdm(mine, desc="explorer sheets", unit="sheet", file=sys.stderr,
                                         disable=jax.process_index() != 0, mininterval=1.0):
         rows = unit_rows(net, stats[layer.name], images, layer, np.arange(start, stop), tile_size=tile_size)
