@@ -192,7 +192,7 @@ def main(argv: list[str]) -> None:
     if len(argv) != 3:
         sys.exit("usage: python tests/browser.py <page.html[#fragment]> <screenshot.png>")
     page_path, _, fragment = argv[1].partition("#")
-    with Page(width=1100, height=760) as page:
+    with Page(width=1280, height=800) as page:
         page.open(pathlib.Path(page_path).resolve().as_uri() + (f"#{fragment}" if fragment else ""))
         time.sleep(1.0)  # sprite sheets decode
         page.screenshot(argv[2])

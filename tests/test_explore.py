@@ -258,7 +258,7 @@ def test_the_page_in_headless_chromium(built, tmp_path):
 
         page.open(url + "#conv3/5")  # a link to a unit opens its page
         _await_view(page, "#conv3/5", "unit")
-        assert page.evaluate("document.querySelectorAll('#unit .tile[data-layer=\"conv3\"][data-unit=\"5\"]').length") == 21
+        assert page.evaluate("document.querySelectorAll('#unit .tile[data-layer=conv3][data-unit=\"5\"]').length") == 21
         page.open(url + "#conv3/99")
         page.wait_for("document.body.dataset.view === 'message'")
         assert "conv3 has units 0 to 15" in page.evaluate("document.getElementById('message').textContent")

@@ -27,9 +27,10 @@ Array = jax.Array
 class Tally(NamedTuple):
     """A layer's running description over the images seen so far (numpy; `combine` merges tallies).
 
-    `values`, `image`, `position` (flat h * W + w), `labels`: (C, k) best first, as in `topk.State`; slots beyond the
-    images seen hold value -inf and image -1. `labels` is -1 where unknown. `activation_sum` (C,) float64 sums each image's mean
-    activation, `fired` (C,) counts the images where the unit's strongest activation is > 0, `images` counts images.
+    `values`, `image`, `position` (flat h * W + w), `labels`: (C, k) best first, as in `topk.State`; slots beyond
+    the images seen hold value -inf and image -1, `labels` is -1 where unknown. `activation_sum` (C,) float64 sums
+    each image's mean activation, `fired` (C,) counts the images where the unit's strongest activation is > 0,
+    `images` counts the images.
     """
     values: np.ndarray
     image: np.ndarray

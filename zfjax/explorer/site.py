@@ -21,7 +21,7 @@ import secrets
 import shutil
 import string
 import sys
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import importlib_resources
 import jax

@@ -27,6 +27,7 @@
   const layerHref = (layer) => "#" + encodeURIComponent(layer);
   const unitHref = (layer, unit) => layerHref(layer) + "/" + unit;
   const percent = (f) => (100 * f).toFixed(1) + "%";
+  const short = (v) => Math.abs(v) >= 1000 ? v.toFixed(0) : String(Number(v.toPrecision(3)));
   const className = (label) => label >= 0 ? (state.site.classes[label] || "class " + label) : "no label";
 
   function parseHash() {  // "#<layer>" or "#<layer>/<unit>"; a layer name may itself hold "/"
@@ -161,12 +162,13 @@
       table.append(tr);
     }
     const counted = unit.classes.reduce((n, c) => n + c[1], 0);
+    const most = unit.classes.length ? unit.classes[0][1] : 1;
     const hist = element("div", "hist");
     for (const [label, count] of unit.classes) {
       const row = element("div", "bar-row");
       row.dataset.class = label;
       const bar = element("span", "bar");
-      bar.style.width = (100 * count / counted) + "%";
+      bar.style.width = (100 * count / most) + "%";
       row.append(element("span", "name", className(label)), bar, element("span", "count", String(count)));
       hist.append(row);
     }
@@ -184,7 +186,7 @@
     Object.assign(section.dataset, {layer: data.name, unit: u});
     const projections = element("div", "block projections"), patches = element("div", "block patches");
     unit.top.forEach((t, j) => {
-      const caption = className(t.label) + " \u00b7 " + t.value + " \u00b7 image " + t.image;
+      const caption = className(t.label) + " \u00b7 " + short(t.value) + " \u00b7 image " + t.image;
       projections.append(figure(at(columns.deconvnet + j, UNIT_SIDE, {kind: "deconvnet", rank: j}), caption));
       patches.append(figure(at(columns.patch + j, UNIT_SIDE, {kind: "patch", rank: j}), caption));
     });
