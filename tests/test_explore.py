@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import browser
-from conftest import ROOT
+from conftest import ROOT, reference_tile
 from experiments import demo, explore, visual
 from experiments.configs import explore as explore_config
 from zfjax import deconv, explorer, models, sprites, topk, visualize, viz
@@ -49,17 +49,6 @@ def _site(workdir: pathlib.Path) -> tuple[pathlib.Path, dict, dict]:
     return folder, site, {layer["name"]: explorer.read_data(folder / layer["data"]) for layer in site["layers"]}
 
 
-def _cut(image: np.ndarray, window, fill: float) -> np.ndarray:
-    """Pixel by pixel: `image` inside window (y0, y1, x0, x1), `fill` outside the image."""
-    y0, y1, x0, x1 = window
-    out = np.full((y1 - y0, x1 - x0, image.shape[-1]), fill, np.float32)
-    for i, y in enumerate(range(y0, y1)):
-        for j, xx in enumerate(range(x0, x1)):
-            if 0 <= y < image.shape[0] and 0 <= xx < image.shape[1]:
-                out[i, j] = image[y, xx]
-    return out
-
-
 def _reference_tiles(b: dict, layer: str, record: dict) -> dict[tuple[str, int], np.ndarray]:
     """(kind, rank) -> the unit's tile as the page should show it, from deconv.project of the same unit:
     projections cut to the window, stretched around 0, 8-bit; patches the image cut (grey outside)."""
@@ -71,8 +60,8 @@ def _reference_tiles(b: dict, layer: str, record: dict) -> dict[tuple[str, int],
         for rule in rules:
             p = np.asarray(_project(arch, params, image, layer, record["unit"], position=np.array([t["h"], t["w"]]),
                                     rule=rule))[0]
-            out[(rule, j)] = sprites.pixels(viz.normalize_projection(_cut(p, t["window"], 0.0)))
-        out[("patch", j)] = sprites.pixels(_cut(b["display"][t["image"]], t["window"], 0.5))
+            out[(rule, j)] = sprites.pixels(viz.normalize_projection(reference_tile(p, t["window"], 0.0)))
+        out[("patch", j)] = sprites.pixels(reference_tile(b["display"][t["image"]], t["window"], 0.5))
     return out
 
 

@@ -12,7 +12,8 @@ from experiments import explore, visual
 from experiments.configs import explore as explore_config
 from zfjax import deconv, explorer, projection, sprites, topk, viz
 from zfjax.data import fashion_mnist
-from test_explore import _column, _cut, _sheet_tile, _site
+from conftest import reference_tile
+from test_explore import _column, _sheet_tile, _site
 
 
 def _check_unit(folder, data, record, project, x, hw):
@@ -22,7 +23,7 @@ def _check_unit(folder, data, record, project, x, hw):
     for j, t in enumerate(record["top"]):
         p = np.asarray(project(x[t["image"]][None], record["unit"], np.array([t["h"], t["w"]])))[0]
         assert p.shape[:2] == hw
-        want = sprites.pixels(viz.normalize_projection(_cut(p, t["window"], 0.0)), side)
+        want = sprites.pixels(viz.normalize_projection(reference_tile(p, t["window"], 0.0)), side)
         got = _sheet_tile(folder, data, record, _column(data, "deconvnet", j))
         assert got.shape == want.shape and np.abs(got.astype(int) - want).max() <= 1, (record["unit"], j)
 

@@ -2,14 +2,13 @@
 process builds: each scans its half of the images and renders its share of the sprite sheets; the merged top-k,
 statistics, data files and sheets equal the one-process run's."""
 import json
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, subprocess_env
+from conftest import ROOT, free_port, subprocess_env
 from experiments import explore
 from experiments.configs import explore as explore_config
 from test_explore import _site
@@ -17,12 +16,6 @@ from zfjax import sprites
 
 LAYERS = ("conv1", "conv3")
 TIMEOUT_S = 300  # a process whose peer died aborts or hangs in a collective: never wait forever
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _assert_same(a, b, where="data"):
@@ -44,7 +37,7 @@ def _assert_same(a, b, where="data"):
 
 @pytest.mark.slow
 def test_two_processes_give_the_explorer_of_one(tmp_path):
-    port = _free_port()
+    port = free_port()
     overrides = ["--config.random_init=True", f"--config.layers=({', '.join(repr(x) for x in LAYERS)},)"]
     procs = []
     for i in range(2):
