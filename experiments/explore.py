@@ -43,18 +43,24 @@ class Images:
     def __len__(self) -> int:
         return len(self.source)
 
-    def example(self, i: int) -> dict:
+    def _load(self, i: int) -> tuple[np.ndarray, np.ndarray, np.int64]:
+        """(network input, pixels in [0, 1], label) of example i."""
         ex = self.source[int(i)]
         views = self.transform(ex)["image"]
         view = views[4 if len(views) == 10 else 0]  # the center crop of 10 (ImageNet), or the only view
         display = visualize.to_display(view, self.mean, self.scale)
         x = view if self.preprocess is None else np.asarray(self.preprocess(display[None]), np.float32)[0]
-        return {"image": x, "display": display, "label": np.int64(ex["label"])}
+        return x, display, np.int64(ex["label"])
+
+    def example(self, i: int) -> dict:
+        """Example i as the scan reads it: its network input and label."""
+        x, _, label = self._load(i)
+        return {"image": x, "label": label}
 
     def __call__(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """`explorer.Images`: (inputs, display) of those dataset indices."""
-        examples = [self.example(i) for i in np.asarray(indices).ravel()]
-        return np.stack([e["image"] for e in examples]), np.stack([e["display"] for e in examples])
+        loaded = [self._load(i) for i in np.asarray(indices).ravel()]
+        return np.stack([x for x, _, _ in loaded]), np.stack([d for _, d, _ in loaded])
 
     def batches(self, batch_size: int, num_threads: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(inputs, indices, labels) of this process's share of the images, with a progress bar."""

@@ -161,7 +161,7 @@ def _publish(net, stats, layers: Sequence[Layer], staging: pathlib.Path, workdir
         overview = _overview(layer, staging)
         overviews[layer.name] = overview
         units = records.units(stats[layer.name], _windows(net, stats[layer.name], layer), layer.k)
-        for (start, stop), j in zip(layer.sheets, range(len(layer.sheets))):
+        for j, (start, stop) in enumerate(layer.sheets):
             for u in range(start, stop):
                 units[u].update(sheet=j, row=u - start)
         _write_data(staging / "data" / f"{layer.stem}.js", "layer", _layer_data(layer, units, staging, overview))
@@ -207,17 +207,19 @@ def _overview(layer: Layer, staging: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def _sheet_entry(path: pathlib.Path, staging: pathlib.Path) -> dict:
-    height, width = sprites.load(path).shape[:2]
-    return {"file": path.relative_to(staging).as_posix(), "width": width, "height": height}
+def _sheet_entry(file: str, rows: int, columns: int, tile: tuple[int, int]) -> dict:
+    """A sheet's file (relative to the site folder) and pixel size, `rows` x `columns` tiles of `tile` (h, w)."""
+    return {"file": file, "width": columns * (tile[1] + GAP) - GAP, "height": rows * (tile[0] + GAP) - GAP}
 
 
 def _layer_data(layer: Layer, units: list[dict], staging: pathlib.Path, overview: pathlib.Path) -> dict:
     """A layer's data file: tile geometry, sheets, the overview's layout and one record per unit."""
+    columns = math.ceil(math.sqrt(layer.units))
     return {"name": layer.name, "tile": list(layer.tile), "gap": GAP, "k": layer.k, "columns": layer.columns,
-            "sheets": [_sheet_entry(staging / "sprites" / f"{layer.stem}_{j}.png", staging)
-                       for j in range(len(layer.sheets))],
-            "overview": {**_sheet_entry(overview, staging), "columns": math.ceil(math.sqrt(layer.units))},
+            "sheets": [_sheet_entry(f"sprites/{layer.stem}_{j}.png", stop - start, 2 * layer.k + len(RULES),
+                                    layer.tile) for j, (start, stop) in enumerate(layer.sheets)],
+            "overview": {**_sheet_entry(overview.relative_to(staging).as_posix(), math.ceil(layer.units / columns),
+                                        columns, layer.tile), "columns": columns},
             "units": units}
 
 
