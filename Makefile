@@ -7,7 +7,7 @@ FMNIST_DIR := /usr/share/datasets/fashion-mnist
 WORKDIR ?= runs/demo
 PYTEST_ARGS ?= -n 2 --dist loadfile  # two workers, one file each: 5 min instead of 7.5 from a cold cache here
 
-.PHONY: demo test install fashion-mnist bench clean
+.PHONY: demo test install fashion-mnist chromium bench clean
 
 install: $(STAMP)
 
@@ -28,10 +28,21 @@ fashion-mnist:
 	  fi; \
 	fi
 
+# The browser the page tests run: Debian's chromium (headless, driven over the DevTools protocol).
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "Chromium is missing (the explorer's page tests run it headless): run 'sudo apt-get install chromium'"; \
+	    exit 1; \
+	  fi; \
+	fi
+
 demo: install fashion-mnist
 	$(BIN)/python -m experiments.demo --workdir=$(WORKDIR)
 
-test: install fashion-mnist
+test: install fashion-mnist chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install

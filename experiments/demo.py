@@ -8,7 +8,8 @@ figures (and the tables experiments put in their results.json, e.g. corresponden
 The net trains 6 epochs on the first 10,000 training images (the same 468 SGD steps as one pass over all 60,000)
 so that Fig. 4 gets 6 epoch snapshots. Re-running into the same workdir reuses the finished training (and resumes
 an interrupted one). Experiments: top9 (Fig. 2), evolution (Fig. 4), filters (Fig. 6, trains a second net with a
-7x7/2 conv1), and, when their modules exist, invariance (Fig. 5), occlusion (Fig. 7) and correspondence (Table 1):
+7x7/2 conv1), and, when their modules exist, invariance (Fig. 5), occlusion (Fig. 7) and correspondence (Table 1);
+then the unit explorer (every unit of conv1-conv5 in one page, ``<workdir>/explore/index.html``). Experiments are
 any ``experiments.<name>`` with ``run(config, workdir) -> list[report.Figure]`` and a config
 ``experiments/configs/<name>.py`` whose ``get_config(preset)`` has the ``train`` and ``checkpoint`` fields.
 """
@@ -30,7 +31,7 @@ from experiments.configs import fashion_mnist, tiny
 from zfjax import checkpoints, metrics, report, train
 
 
-EXPERIMENTS = ("top9", "evolution", "filters", "invariance", "occlusion", "correspondence")
+EXPERIMENTS = ("top9", "evolution", "filters", "invariance", "occlusion", "correspondence", "explore")
 OPTIONAL = ("invariance", "occlusion", "correspondence")  # other modules' experiments, included when present
 
 
@@ -85,7 +86,7 @@ def run(workdir: pathlib.Path, preset: str = "fashion_mnist", experiments: tuple
             logging.exception("demo: %s failed", name)
             skipped.append(f"{name} ({type(e).__name__}: {e})")
             continue
-        figures += [f._replace(file=f"{name}/{f.file}") for f in out]
+        figures += [f._replace(file=f"{name}/{f.file}", link=f.link and f"{name}/{f.link}") for f in out]
         seconds[name] = round(time.perf_counter() - start, 1)
     report.write_json(workdir / "results.json", {"step": step, "test_top1": top1, "seconds": seconds,
                                                  "failed": skipped})

@@ -16,25 +16,20 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments import cli
+from experiments import cli, distributed
 from zfjax import train
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, snapshots, metrics and figures.",
                                required=True)
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file (experiments/configs/*.py).",
                                           lock_config=True)
-_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host runs).")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (implies --distributed).")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (with --coordinator_address).")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's id (with --coordinator_address).")
+distributed.define_flags()
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    if _DISTRIBUTED.value or _COORDINATOR.value:
-        jax.distributed.initialize(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
-                                   process_id=_PROCESS_ID.value)
+    distributed.initialize()
     logging.info("JAX processes %d/%d, devices %s", jax.process_index(), jax.process_count(), jax.devices())
     start = time.perf_counter()
     train.train_and_evaluate(cli.config_value(_CONFIG), _WORKDIR.value)

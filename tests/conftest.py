@@ -1,8 +1,10 @@
 """Test set-up: persistent XLA compilation cache (compile time dominates this suite) and shared fixtures."""
 import os
 import pathlib
+import socket
 
 import jax
+import numpy as np
 import pytest
 
 _CACHE = pathlib.Path(__file__).resolve().parent.parent / ".jax_cache"
@@ -26,3 +28,21 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     env.update(extra)
     return env
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for a local jax.distributed coordinator)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def reference_tile(full: np.ndarray, tile, fill: float = 0.0) -> np.ndarray:
+    """Pixel by pixel: image `full` (H, W, C) cut to tile (y0, y1, x0, x1); `fill` outside the image."""
+    y0, y1, x0, x1 = tile
+    out = np.full((y1 - y0, x1 - x0, full.shape[-1]), fill, full.dtype)
+    for i, y in enumerate(range(y0, y1)):
+        for j, xx in enumerate(range(x0, x1)):
+            if 0 <= y < full.shape[0] and 0 <= xx < full.shape[1]:
+                out[i, j] = full[y, xx]
+    return out

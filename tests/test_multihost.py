@@ -1,6 +1,5 @@
 """Two processes (jax.distributed on 127.0.0.1, one CPU device each, one shared workdir) train to the parameters of
 one process on the same global batch: each host feeds its half of every batch and the gradients are all-reduced."""
-import socket
 import subprocess
 import sys
 
@@ -8,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT, subprocess_env
+from conftest import ROOT, free_port, subprocess_env
 from test_train import tiny_config
 from zfjax import checkpoints, metrics, train
 
@@ -17,15 +16,9 @@ OVERRIDES = {"train_subset": 64, "eval_subset": 64, "eval_batch_size": 32, "num_
 TIMEOUT_S = 300  # a process whose peer died aborts (SIGABRT) or hangs in a collective: never wait forever
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_two_processes(workdir, log_dir) -> list[subprocess.Popen]:
     """Start train_imagenet as processes 0 and 1 of one job (logs in `log_dir`)."""
-    port = _free_port()
+    port = free_port()
     flags = [f"--config.{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in OVERRIDES.items()]
     procs = []
     for i in range(2):

@@ -3,6 +3,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import reference_tile
 from zfjax import deconv, models, network, topk, visualize, viz
 from zfjax.receptive_field import receptive_field
 
@@ -20,17 +21,6 @@ def net():
     return arch, params, x, network.from_arch(arch, params, 0.0, 1.0)
 
 
-def _reference_tile(full: np.ndarray, tile) -> np.ndarray:
-    """Pixel-by-pixel cut of one image to tile (y0, y1, x0, x1); zero outside the image."""
-    y0, y1, x0, x1 = tile
-    out = np.zeros((y1 - y0, x1 - x0, full.shape[-1]), full.dtype)
-    for i, y in enumerate(range(y0, y1)):
-        for j, xx in enumerate(range(x0, x1)):
-            if 0 <= y < full.shape[0] and 0 <= xx < full.shape[1]:
-                out[i, j] = full[y, xx]
-    return out
-
-
 @pytest.mark.parametrize("layer", ["conv3"])
 def test_top_tiles_equal_deconv_project_of_the_same_unit(net, layer):
     arch, params, x, n = net
@@ -43,9 +33,9 @@ def test_top_tiles_equal_deconv_project_of_the_same_unit(net, layer):
             image, pos = top.image[c, j], (top.h[c, j], top.w[c, j])
             want = np.asarray(_project(arch, params, x[image][None], layer, c, position=np.array(pos)))[0]
             assert np.abs(want).max() > 0
-            np.testing.assert_allclose(tiles.projections[m, j], _reference_tile(want, tiles.windows[m, j]),
+            np.testing.assert_allclose(tiles.projections[m, j], reference_tile(want, tiles.windows[m, j]),
                                        atol=1e-5 * np.abs(want).max())
-            inside = _reference_tile(np.ones_like(want), tiles.windows[m, j]) > 0
+            inside = reference_tile(np.ones_like(want), tiles.windows[m, j]) > 0
             np.testing.assert_array_equal(tiles.patches[m, j], np.where(inside, 0.25, 0.5))
 
 
@@ -91,7 +81,7 @@ def test_crop_pads_outside_and_rejects_mixed_sizes():
     tiles = np.array([[-1, 2, 3, 6], [1, 4, 0, 3]])
     got = visualize.crop(img, tiles, fill=-7)
     for g, im, t in zip(got, img, tiles):
-        want = _reference_tile(im + 7, t) - 7  # _reference_tile pads with 0
+        want = reference_tile(im + 7, t) - 7  # reference_tile pads with 0
         np.testing.assert_array_equal(g, want)
     with pytest.raises(ValueError, match="same size"):
         visualize.crop(img, np.array([[0, 2, 0, 2], [0, 3, 0, 3]]))

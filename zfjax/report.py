@@ -63,10 +63,12 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> pathlib.Path:
 
 
 class Figure(NamedTuple):
-    """One figure of a report: file name relative to the workdir, a title and a caption saying what one sees."""
+    """One figure of a report: file name relative to the workdir, a title and a caption saying what one sees;
+    `link` (relative too) makes the figure a link to a page it previews."""
     file: str
     title: str
     caption: str
+    link: str = ""
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -94,7 +96,10 @@ def write_index(workdir: str | os.PathLike, title: str, figures: Sequence[Figure
     for caption, header, rows in tables:
         parts.append(f"<h2>{html.escape(caption)}</h2>{_html_table(header, rows)}")
     for f in figures:
-        parts.append(f"<figure><h2>{html.escape(f.title)}</h2><img src='{html.escape(f.file)}' "
-                     f"alt='{html.escape(f.title)}'><figcaption>{html.escape(f.caption)}</figcaption></figure>")
+        image = f"<img src='{html.escape(f.file)}' alt='{html.escape(f.title)}'>"
+        if f.link:
+            image = f"<a href='{html.escape(f.link)}'>{image}</a>"
+        parts.append(f"<figure><h2>{html.escape(f.title)}</h2>{image}<figcaption>{html.escape(f.caption)}"
+                     f"</figcaption></figure>")
     parts.append("</body></html>\n")
     return write_text(pathlib.Path(workdir) / "index.html", "\n".join(parts))

@@ -89,6 +89,15 @@ def eval_batches(source: Any, transform: Callable[[Example], Example], *, global
     return iter(ds.to_iter_dataset(_read_options(num_threads)))
 
 
+def shard_batches(example: Callable[[int], Example], n: int, *, batch_size: int,
+                  num_threads: int = 2) -> Iterator[Example]:
+    """This host's share of examples ``example(0) .. example(n - 1)`` (host h of P takes h, h + P, ...), in batches
+    of up to `batch_size` (the last one may be smaller); each example carries its index as ``"index"``."""
+    ds = grain.MapDataset.range(n)[jax.process_index()::jax.process_count()]
+    ds = ds.map(lambda i: {**example(int(i)), "index": np.int64(i)}).batch(batch_size)
+    return iter(ds.to_iter_dataset(_read_options(num_threads)))
+
+
 def to_global(batch: Example, mesh: Mesh) -> dict[str, jax.Array]:
     """Host-local numpy batch -> global arrays sharded along the mesh's ``data`` axis."""
     sharding = NamedSharding(mesh, PartitionSpec("data"))
