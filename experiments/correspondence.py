@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from experiments import network, visual
-from zfjax import analysis_viz, correspondence, invariance, report
+from experiments import images as images_lib
+from experiments import subject as subject_lib
+from experiments.subject import Subject
+from zfjax import analysis_viz, correspondence, report
 
 # The paper's Table 1 (5 dog images): part -> (layer 5, layer 7) Delta, mean ± std.
 PAPER = {"right eye": ("0.067 ± 0.007", "0.069 ± 0.015"), "left eye": ("0.069 ± 0.007", "0.068 ± 0.013"),
@@ -30,7 +32,7 @@ def part_boxes(box: Any, n: int) -> np.ndarray:
     return np.repeat(boxes[None], n, 0) if boxes.shape == (4,) else boxes
 
 
-def scores(config: Any, net: visual.Net, x: np.ndarray, layers: list[str]) -> dict[str, dict]:
+def scores(config: Any, subject: Subject, x: np.ndarray, layers: list[str]) -> dict[str, dict]:
     """part (and "random") -> {"boxes": [per repeat (N, 4)], layer: correspondence.Score}."""
     boxes = {name: [part_boxes(b, len(x))] for name, b in config.parts.items()}
     size = tuple(part_boxes(next(iter(config.parts.values())), len(x))[0, 2:])
@@ -39,7 +41,7 @@ def scores(config: Any, net: visual.Net, x: np.ndarray, layers: list[str]) -> di
                        for _ in range(config.random_repeats)]
     out = {}
     for name, draws in boxes.items():
-        signs = [correspondence.sign_changes(net.arch, net.params, x, b, layers, fill=config.fill, rtol=config.rtol)
+        signs = [correspondence.sign_changes(subject.net, None, x, b, layers, fill=config.fill, rtol=config.rtol)
                  for b in draws]
         out[name] = {"boxes": draws, **{layer: correspondence.score([s[layer] for s in signs]) for layer in layers}}
     return out
@@ -60,19 +62,19 @@ def table(config: Any, result: dict, layers: list[str]) -> tuple[list[str], list
 def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
     """The whole experiment; returns the figures it wrote (for the demo's report)."""
     workdir = pathlib.Path(workdir)
-    net = visual.load_net(config)
-    x, labels = network.load_images(config, net)
-    names = network.class_names(config, net)
+    subject = subject_lib.load(config)
+    x, labels = images_lib.load(config, subject)
+    names = subject.class_names(config)
     if len(x) < 2:
         raise ValueError(f"correspondence needs at least 2 images, got {len(x)}")
-    layers = [invariance.paper_layer(net.arch, k) for k in config.layers]
-    result = scores(config, net, x, layers)
+    layers = subject.layers(config.layers)
+    result = scores(config, subject, x, layers)
     header, rows = table(config, result, layers)
-    masked = {name: network.display(correspondence.mask(x, r["boxes"][0], config.fill), net)
+    masked = {name: subject.net.to_display(correspondence.mask(x, r["boxes"][0], config.fill))
               for name, r in result.items()}
     report.save_figure(analysis_viz.masks_figure(masked, [names[int(y)] for y in labels]), workdir / "masks.png")
     report.write_json(workdir / "results.json", {
-        "network": net.source, "layers": layers, "images": [int(i) for i in config.indices] or config.images,
+        "network": subject.source, "layers": layers, "images": [int(i) for i in config.indices] or config.images,
         "scores": {name: {"boxes": r["boxes"], **{layer: r[layer]._asdict() for layer in layers}}
                    for name, r in result.items()}, "table": {"header": header, "rows": rows},
         "config": config.to_dict()})
@@ -84,8 +86,8 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
     caption = (f"Ours: Δ_l = mean over ordered pairs i≠j of the fraction of the D features of layer l whose change "
                f"sign(f(x_i) - f(x~_i)) differs between images i and j ({len(x)} images; ± std over the pairs; "
                f"random: mean over {config.random_repeats} draws of random boxes). Lower = more consistent.")
-    report.write_index(workdir, "Correspondence (Table 1)", figures, intro=f"Network: {net.arch.name} from "
-                       f"{net.source}. Images: {', '.join(names[int(y)] for y in labels)}. {visual.caveat(net)}",
+    report.write_index(workdir, "Correspondence (Table 1)", figures, intro=f"Network: {subject.describe()}. "
+                       f"Images: {', '.join(names[int(y)] for y in labels)}. {subject.caveat()}",
                        tables=[(caption, header, rows),
                                ("The paper's Table 1 (5 dog images, ZFNet): Δ at layer 5 / layer 7",
                                 ["part", "layer 5", "layer 7"], paper)])
@@ -93,4 +95,4 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
 
 
 if __name__ == "__main__":
-    visual.main(run)
+    subject_lib.main(run)

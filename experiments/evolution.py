@@ -18,38 +18,50 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from experiments import visual
+from experiments import subject as subject_lib
+from experiments.subject import Subject
 from zfjax import checkpoints, report, topk, visualize, viz
 
 
-def strongest(net: visual.Net, params: Any, config: Any, source: Any, layer: str) -> topk.TopK:
-    """Per map of `layer`, its strongest activation over `source` under `params`."""
-    return topk.scan(net.arch, params, visual.batches(net, source, config.batch_size, config.num_threads),
-                     layer=layer, k=1)
+def strongest(subject: Subject, variables: Any, config: Any, source: Any, layer: str) -> topk.TopK:
+    """Per map of `layer`, its strongest activation over `source` under `variables`."""
+    return topk.scan(subject.net.feature_map(layer), variables,
+                     subject_lib.batches(subject, source, config.batch_size, config.num_threads), k=1)
+
+
+def snapshots(config: Any, subject: Subject) -> dict[int, Any]:
+    """epoch -> the variables of that epoch's snapshot: a training run's, or those the user's model spec gives."""
+    if subject.built is None:
+        if subject.net.snapshots is None:
+            raise ValueError(f"feature evolution needs snapshots: the model {subject.net.name} has none (its "
+                             f"Network's snapshots field)")
+        snaps = dict(subject.net.snapshots())
+    elif not config.checkpoint:
+        raise ValueError("feature evolution needs a training run's epoch snapshots: set --config.checkpoint=<workdir>")
+    else:
+        snaps = checkpoints.snapshots(config.checkpoint)
+    if not snaps:
+        raise FileNotFoundError(f"no epoch snapshots in {config.checkpoint or subject.source} (set the training "
+                                f"config's snapshot_epochs)")
+    return snaps
 
 
 def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
     """The experiment (see the module docstring); returns the figures it wrote into `workdir`."""
-    if not config.checkpoint:
-        raise ValueError("feature evolution needs a training run's epoch snapshots: set --config.checkpoint=<workdir>")
-    net = visual.load_net(config)
-    snaps = checkpoints.snapshots(config.checkpoint)
-    if not snaps:
-        raise FileNotFoundError(f"no epoch snapshots in {config.checkpoint}/{checkpoints.SNAPSHOTS} (set the training "
-                                f"config's snapshot_epochs)")
+    subject = subject_lib.load(config)
+    snaps = snapshots(config, subject)
     epochs = sorted(snaps)
-    source = visual.subset(net.data.train, config.num_images)
-    images = visual.images(net, source)
+    source = subject_lib.subset(subject.data.train, config.num_images)
+    images = subject_lib.images(subject, source)
     columns, results = {}, {}
-    for layer in config.layers:
-        last = strongest(net, snaps[epochs[-1]], config, source, layer)
-        maps = visual.pick_maps(last.values[:, 0], config.maps_per_layer, config.seed)
+    for layer in subject.layers(config.layers):
+        last = strongest(subject, snaps[epochs[-1]], config, source, layer)
+        maps = subject_lib.pick_maps(last.values[:, 0], config.maps_per_layer, config.seed)
         per_epoch = []
         for epoch in epochs:
             logging.info("%s, epoch %d", layer, epoch)
-            top = last if epoch == epochs[-1] else strongest(net, snaps[epoch], config, source, layer)
-            per_epoch.append(visualize.top_tiles(visual.network(net), top, maps, images, layer,
-                                                     variables=snaps[epoch]))
+            top = last if epoch == epochs[-1] else strongest(subject, snaps[epoch], config, source, layer)
+            per_epoch.append(visualize.top_tiles(subject.net, top, maps, images, layer, variables=snaps[epoch]))
             results.setdefault(layer, {"maps": maps, "epochs": {}})["epochs"][epoch] = {
                 "value": top.values[maps, 0], "image": top.image[maps, 0], "h": top.h[maps, 0], "w": top.w[maps, 0]}
         columns[layer] = np.concatenate([t.projections for t in per_epoch], axis=1)  # (maps, epochs, S, S, C)
@@ -63,12 +75,13 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
                              f"tile that changes image from one epoch to the next has found a new best input. A "
                              f"tile crossed out in red is a zero projection: the map fired on none of the images "
                              f"at that epoch.")]
-    report.write_json(workdir / "results.json", {"network": net.source, "num_images": len(source),
+    report.write_json(workdir / "results.json", {"network": subject.source, "num_images": len(source),
                                                  "epochs": epochs, "layers": results})
     report.write_index(workdir, "Feature evolution (Fig. 4)", figures,
-                       intro=f"Training run {config.checkpoint}; the first {len(source)} training images searched.")
+                       intro=f"Training run {config.checkpoint or subject.source}; the first {len(source)} training "
+                             f"images searched.")
     return figures
 
 
 if __name__ == "__main__":
-    visual.main(run)
+    subject_lib.main(run)

@@ -24,21 +24,19 @@ import jax
 import numpy as np
 from absl import logging
 
-from experiments import distributed, visual
-from zfjax import explorer, network, report, sprites, unit_scan, visualize, viz
-from zfjax.data import fashion_mnist, load as load_data, pipeline
+from experiments import distributed
+from experiments import subject as subject_lib
+from experiments.subject import Subject
+from zfjax import explorer, network, report, sprites, unit_scan, viz
+from zfjax.data import pipeline
 
 
 @dataclasses.dataclass(frozen=True)
 class Images:
-    """The images the explorer scans and shows: example i of `source` through the evaluation `transform` (its
-    center view), as network input, as pixels in [0, 1] (the inverse of ``(255 * pixel - mean) * scale``), and
-    its label. `preprocess` (a model's own, from pixels) replaces the transform's input when given."""
+    """The images the explorer scans and shows: example i of `source` (a split of the subject's data) through its
+    evaluation transform (the center view), as network input, as pixels in [0, 1], and its label."""
+    subject: Subject
     source: Any
-    transform: Any
-    mean: np.ndarray
-    scale: float
-    preprocess: Any = None
 
     def __len__(self) -> int:
         return len(self.source)
@@ -46,11 +44,9 @@ class Images:
     def _load(self, i: int) -> tuple[np.ndarray, np.ndarray, np.int64]:
         """(network input, pixels in [0, 1], label) of example i."""
         ex = self.source[int(i)]
-        views = self.transform(ex)["image"]
-        view = views[4 if len(views) == 10 else 0]  # the center crop of 10 (ImageNet), or the only view
-        display = visualize.to_display(view, self.mean, self.scale)
-        x = view if self.preprocess is None else np.asarray(self.preprocess(display[None]), np.float32)[0]
-        return x, display, np.int64(ex["label"])
+        views = self.subject.data.eval_transform(ex)["image"]
+        x = self.subject.inputs(views[4 if len(views) == 10 else 0][None])  # the center crop of 10, or the only view
+        return x[0], self.subject.net.to_display(x)[0], np.int64(ex["label"])
 
     def example(self, i: int) -> dict:
         """Example i as the scan reads it: its network input and label."""
@@ -75,43 +71,22 @@ class Images:
         logging.info("explorer: process %d scanned %d of the %d images", jax.process_index(), seen, len(self))
 
 
-def class_names(config: Any, dataset: str, own: Sequence[str] = ()) -> list[str]:
-    """The model's own class names, else the dataset's (Fashion-MNIST), else ``config.class_names``."""
-    return list(own or (fashion_mnist.CLASSES if dataset == "fashion_mnist" else config.class_names))
-
-
 def load(config: Any) -> tuple[network.Network, Images, str]:
-    """The network (``config.model``, else the built-in one of the network fields), its images and a caption."""
-    if config.model:
-        net = network.load(config.model)
-        data = load_data(config.train)
-        if tuple(data.input_shape) != tuple(net.input_shape):
-            raise ValueError(f"model {config.model} takes {tuple(net.input_shape)} images, but the data "
-                             f"({data.name}) gives {tuple(data.input_shape)}: set the config's train data fields")
-        images = Images(visual.subset(data.eval, config.num_images), data.eval_transform, data.mean,
-                        float(config.train.pixel_scale), net.preprocess)
-        net = dataclasses.replace(net, class_names=class_names(config, data.name, net.class_names))
-        return net, images, f"{net.name} ({config.model}) on {data.name}"
-    built = visual.load_net(config)
-    net = dataclasses.replace(visual.network(built), class_names=class_names(config, built.data.name))
-    images = Images(visual.subset(built.data.eval, config.num_images), built.data.eval_transform, built.mean,
-                    built.scale)
-    return net, images, f"{built.arch.name} from {built.source} on {built.data.name}"
-
-
-def chosen_layers(net: network.Network, layers: Sequence[str]) -> list[str]:
-    """`layers` (each checked), or by default every conv layer (named ``conv*``), else every layer."""
-    if layers:
-        for layer in layers:
-            net.features(layer)
-        return list(layers)
-    return [n for n in net.layers if n.lower().startswith("conv")] or list(net.layers)
+    """The network of the config's network fields (``model``: a user's own), its images and a caption."""
+    subject = subject_lib.load(config)
+    net = dataclasses.replace(subject.net, class_names=subject.class_names(config))
+    images = Images(subject, subject_lib.subset(subject.data.eval, config.num_images))
+    chosen = subject.layers(config.layers)
+    for layer in chosen:
+        net.feature_map(layer)
+    return dataclasses.replace(net, layers={k: net.layers[k] for k in chosen}), images, \
+        f"{subject.describe()} on {subject.data.name}"
 
 
 def explore(net: network.Network, images: Images, workdir: pathlib.Path, config: Any, about: str) -> list[
         report.Figure]:
     """Scan `images` for every unit of the chosen layers, write the explorer into `workdir` (module docstring)."""
-    layers = chosen_layers(net, config.layers)
+    layers = list(net.layers)
     if not 1 <= config.k <= config.histogram_k:
         raise ValueError(f"need 1 <= k <= histogram_k, got k={config.k}, histogram_k={config.histogram_k}")
     if not len(images):
@@ -164,4 +139,4 @@ def _main(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
 
 if __name__ == "__main__":
     distributed.define_flags()
-    visual.main(_main)
+    subject_lib.main(_main)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from experiments import visual
+from experiments import subject as subject_lib
 from zfjax import report, topk, train, visualize, viz
 
 
@@ -41,20 +41,22 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
     figures, spectra, mean_freqs, results, freqs = [], {}, {}, {}, None
     for name in config.nets:
         net_config = trained(config, name, workdir)
-        net = visual.load_net(net_config)
+        subject = subject_lib.load(net_config)
         label = config.labels[name]
-        w = np.asarray(net.params["conv1"]["w"])
+        arch = subject.arch  # compares built-in nets' first layers (ValueError for a user's model)
+        w = np.asarray(subject.built.params[arch.convs[0].name]["w"])
         freqs, spectra[label] = visualize.radial_spectrum(w, config.spectrum_size)
         mean_freqs[label] = visualize.mean_frequency(w, config.spectrum_size)
         report.save_figure(viz.filter_grid(w, f"{label}: conv1 filters"), workdir / f"filters_{name}.png")
         figures.append(report.Figure(f"filters_{name}.png", f"Layer 1 filters, {label}",
                                      f"The {w.shape[-1]} first-layer filters of the {label} net, each stretched to "
                                      f"its own range (Fig. 6 (b)/(c))."))
-        source = visual.subset(net.data.eval, config.num_images)
-        top = topk.scan(net.arch, net.params, visual.batches(net, source, net_config.batch_size,
-                                                             net_config.num_threads), layer=config.layer2, k=config.k)
-        maps = visual.pick_maps(top.values[:, 0], config.maps_per_layer, config.seed)
-        tiles = visualize.top_tiles(visual.network(net), top, maps, visual.images(net, source), config.layer2)
+        source = subject_lib.subset(subject.data.eval, config.num_images)
+        top = topk.scan(subject.net.feature_map(config.layer2), subject.net.variables,
+                        subject_lib.batches(subject, source, net_config.batch_size, net_config.num_threads),
+                        k=config.k)
+        maps = subject_lib.pick_maps(top.values[:, 0], config.maps_per_layer, config.seed)
+        tiles = visualize.top_tiles(subject.net, top, maps, subject_lib.images(subject, source), config.layer2)
         file = f"top9_{config.layer2}_{name}.png"
         report.save_figure(viz.top9_figure(tiles.projections, tiles.patches,
                                            f"{label}: {config.layer2} top {top.values.shape[1]}"), workdir / file)
@@ -62,7 +64,7 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
                                      f"Top-{top.values.shape[1]} projections (left) and image patches (right) of "
                                      f"{len(maps)} {config.layer2} maps of the {label} net (Fig. 6 (d)/(e)): "
                                      f"aliasing from a large conv1 stride shows as grid-like, blocky projections."))
-        results[name] = {"label": label, "network": net.source, "test_top1": net.top1,
+        results[name] = {"label": label, "network": subject.source, "test_top1": subject.built.top1,
                          "mean_frequency": float(mean_freqs[label].mean()),
                          "dead_filters": int(np.sum(np.abs(w).max(axis=(0, 1, 2)) < 1e-6))}
     report.save_figure(viz.spectrum_figure(freqs, spectra, mean_freqs, "conv1 frequency content"),
@@ -83,4 +85,4 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
 
 
 if __name__ == "__main__":
-    visual.main(run)
+    subject_lib.main(run)

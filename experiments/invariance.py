@@ -15,44 +15,46 @@ from typing import Any
 
 import numpy as np
 
-from experiments import network, visual
+from experiments import images as images_lib
+from experiments import subject as subject_lib
+from experiments.subject import Subject
 from zfjax import analysis_viz, invariance, report
 
 EXAMPLES = 5  # transformed copies of the first image shown above each column
 
 
-def sweeps(config: Any, net: visual.Net, x: np.ndarray, labels: np.ndarray, layers: list[str]):
+def sweeps(config: Any, subject: Subject, x: np.ndarray, labels: np.ndarray, layers: list[str]):
     """The three sweeps of ``config`` (translation, scale, rotation)."""
     ranges = {"translate": config.translations, "scale": config.scales, "rotate": config.rotations}
-    return [invariance.sweep(net.arch, net.params, x, labels, kind, values, layers=layers, fill=config.fill,
+    return [invariance.sweep(subject.net, None, x, labels, kind, values, layers=layers, fill=config.fill,
                              batch_size=config.batch_size) for kind, values in ranges.items()]
 
 
-def examples(net: visual.Net, image: np.ndarray, sweep_list, fill: float) -> dict:
+def examples(subject: Subject, image: np.ndarray, sweep_list, fill: float) -> dict:
     """A few values of each sweep (evenly spaced) and the first image transformed by them, for display."""
     out = {}
     for sw in sweep_list:
         values = sw.values[np.linspace(0, len(sw.values) - 1, min(EXAMPLES, len(sw.values))).round().astype(int)]
         images = np.concatenate([np.asarray(invariance.transform(image[None], sw.kind, v, fill)) for v in values])
-        out[sw.kind] = (values, network.display(images, net))
+        out[sw.kind] = (values, subject.net.to_display(images))
     return out
 
 
 def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
     """The whole experiment; returns the figures it wrote (for the demo's report)."""
     workdir = pathlib.Path(workdir)
-    net = visual.load_net(config)
-    x, labels = network.load_images(config, net)
-    names = network.class_names(config, net)
-    layers = [invariance.paper_layer(net.arch, k) for k in config.layers]
-    result = sweeps(config, net, x, labels, layers)
+    subject = subject_lib.load(config)
+    x, labels = images_lib.load(config, subject)
+    names = subject.class_names(config)
+    layers = subject.layers(config.layers)
+    result = sweeps(config, subject, x, labels, layers)
     names = [names[int(y)] for y in labels]
     titles = {name: f"layer {k} ({name}): distance to original" for k, name in zip(config.layers, layers)}
-    fig = analysis_viz.invariance_figure(result, titles, names, examples(net, x[0], result, config.fill))
-    fig.suptitle(f"Invariance (Fig. 5): {net.arch.name} from {net.source}", y=0.995)
+    fig = analysis_viz.invariance_figure(result, titles, names, examples(subject, x[0], result, config.fill))
+    fig.suptitle(f"Invariance (Fig. 5): {subject.describe()}", y=0.995)
     report.save_figure(fig, workdir / "invariance.png")
     report.write_json(workdir / "results.json", {
-        "network": net.source, "images": names, "layers": layers,
+        "network": subject.source, "images": names, "layers": layers,
         "sweeps": {sw.kind: {"values": sw.values, "prob_true": sw.prob_true,
                              "distance": sw.distance} for sw in result},
         "config": config.to_dict()})
@@ -64,10 +66,10 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
         f"{config.layers[-1]} ({layers[-1]}); row 4: the probability of the true class. One line per image. "
         f"The paper finds large changes at layer 1 for small transforms, smaller (quasi-linear) ones at layer 7, "
         f"and an output that is invariant to translation and scale but not to rotation.")]
-    report.write_index(workdir, "Invariance (Fig. 5)", figures, intro=f"Network: {net.arch.name} from {net.source}; "
-                       f"images: {', '.join(names)}. {visual.caveat(net)}")
+    report.write_index(workdir, "Invariance (Fig. 5)", figures, intro=f"Network: {subject.describe()}; "
+                       f"images: {', '.join(names)}. {subject.caveat()}")
     return figures
 
 
 if __name__ == "__main__":
-    visual.main(run)
+    subject_lib.main(run)

@@ -3,8 +3,8 @@ map's total activation, its projections for a few square positions, p(true class
 
     python -m experiments.occlusion --config=experiments/configs/occlusion.py --workdir=runs/occlusion
 
-The maps come from `zfjax.occlusion.occlusion_maps` (incremental receptive-field-cone path), the projections from
-`zfjax.deconv.project`. Writes ``occlusion.png``, ``results.json`` (the maps) and ``index.html``.
+The maps come from `zfjax.occlusion.occlusion_maps` (a built-in net's incremental receptive-field-cone path; brute
+force for a user's model, ``--config.model=...``), the projections from `zfjax.visualize.project_units`. Writes ``occlusion.png``, ``results.json`` (the maps) and ``index.html``.
 """
 from __future__ import annotations
 
@@ -13,13 +13,12 @@ import zfjax  # noqa: F401  (first: sets fast XLA:CPU flags before JAX starts)
 import pathlib
 from typing import Any
 
-import jax
 import numpy as np
 
-from experiments import network, visual
-from zfjax import analysis_viz, correspondence, deconv, models, occlusion, report
-
-_project = jax.jit(deconv.project, static_argnames=("arch", "layer", "rule", "lcn_rule"))
+from experiments import images as images_lib
+from experiments import subject as subject_lib
+from experiments.subject import Subject
+from zfjax import analysis_viz, correspondence, occlusion, report, visualize
 
 
 def corners(maps: occlusion.Maps, stride: int, k: int) -> list[tuple[int, int]]:
@@ -34,17 +33,19 @@ def corners(maps: occlusion.Maps, stride: int, k: int) -> list[tuple[int, int]]:
     return [(int(i) * stride, int(j) * stride) for i, j in cells[:k]]
 
 
-def panel(config: Any, net: visual.Net, x: np.ndarray, label: int) -> analysis_viz.OcclusionPanel:
+def panel(config: Any, subject: Subject, layer: str, x: np.ndarray, label: int) -> analysis_viz.OcclusionPanel:
     """The maps, the unoccluded activation map and the projections for one image."""
-    maps = occlusion.occlusion_maps(net.arch, net.params, x, label, patch=config.patch, stride=config.stride,
-                                    fill=config.fill, layer=config.layer, batch_size=config.batch_size)
-    activation = models.apply(net.arch, net.params, x[None], upto=config.layer).acts[config.layer][0, ..., maps.channel]
+    net = subject.net
+    maps = occlusion.occlusion_maps(net, None, x, label, patch=config.patch, stride=config.stride,
+                                    fill=config.fill, layer=layer, batch_size=config.batch_size)
     at = corners(maps, config.stride, config.projections)
     boxes = [(y, c, config.patch, config.patch) for y, c in at]
     batch = np.concatenate([x[None], correspondence.mask(np.repeat(x[None], len(at), 0), boxes, config.fill)])
-    projections = _project(net.arch, net.params, batch, config.layer, maps.channel)
-    return analysis_viz.OcclusionPanel(network.display(batch[2], net), at[1], label, maps, np.asarray(activation),
-                                       np.asarray(projections), [None] + at)
+    acts = np.asarray(net.feature_map(layer)(net.variables, batch))[..., maps.channel]  # (B, h, w)
+    strongest = np.stack(np.unravel_index(acts.reshape(len(batch), -1).argmax(1), acts.shape[1:]), 1)
+    projections = visualize.project_units(net, layer, batch, np.full(len(batch), maps.channel), strongest)
+    return analysis_viz.OcclusionPanel(net.to_display(batch[2]), at[1], label, maps, acts[0], projections,
+                                       [None] + at)
 
 
 def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
@@ -53,32 +54,33 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
     if config.projections < 2:
         raise ValueError(f"projections must be >= 2 (the map's and p(true)'s worst positions), "
                          f"got {config.projections}")
-    net = visual.load_net(config)
-    x, labels = network.load_images(config, net)
-    names = network.class_names(config, net)
-    panels = [panel(config, net, xi, int(y)) for xi, y in zip(x, labels)]
+    subject = subject_lib.load(config)
+    layer = subject.layers([config.layer] if config.layer else ())[-1]
+    x, labels = images_lib.load(config, subject)
+    names = subject.class_names(config)
+    panels = [panel(config, subject, layer, xi, int(y)) for xi, y in zip(x, labels)]
     fig = analysis_viz.occlusion_figure(panels, names,
-                                        patch=config.patch, stride=config.stride, layer=config.layer)
-    fig.suptitle(f"Occlusion sensitivity (Fig. 7): {net.arch.name} from {net.source}", y=1.0)
+                                        patch=config.patch, stride=config.stride, layer=layer)
+    fig.suptitle(f"Occlusion sensitivity (Fig. 7): {subject.describe()}", y=1.0)
     report.save_figure(fig, workdir / "occlusion.png")
     report.write_json(workdir / "results.json", {
-        "network": net.source, "layer": config.layer,
+        "network": subject.source, "layer": layer,
         "images": [{"label": names[p.label], "channel": p.maps.channel, "prob_true": p.maps.prob_true,
                     "top_label": p.maps.top_label, "feature": p.maps.feature, "projected_at": p.corners[1:]}
                    for p in panels], "config": config.to_dict()})
     figures = [report.Figure(
         "occlusion.png", "Occlusion sensitivity (Fig. 7)",
         f"One row per image. (a) the image with the {config.patch}x{config.patch} grey square (the mean pixel) where "
-        f"it lowers p(true class) most; (b) the {config.layer} feature map with the largest total activation on the "
+        f"it lowers p(true class) most; (b) the {layer} feature map with the largest total activation on the "
         f"unoccluded image; (c) that map's total activation as a function of the square's position (each cell is "
         f"drawn at the square's centre; stride {config.stride}); (d) its deconvnet projection without the square and "
         f"with the square at the black boxes (where the map drops most, where p(true) is lowest, and far away); "
         f"(e) p(true class) and (f) the most probable class as functions of the square's position. Dark/cold "
         f"regions in (c) and (e) are the parts of the image the feature and the classifier rely on.")]
     report.write_index(workdir, "Occlusion sensitivity (Fig. 7)", figures,
-                       intro=f"Network: {net.arch.name} from {net.source}. {visual.caveat(net)}")
+                       intro=f"Network: {subject.describe()}. {subject.caveat()}")
     return figures
 
 
 if __name__ == "__main__":
-    visual.main(run)
+    subject_lib.main(run)

@@ -3,8 +3,9 @@ each projected to pixels (deconvnet) beside the image patch its unit sees; layer
 
     python -m experiments.top9 --config=experiments/configs/top9.py --workdir=runs/top9 --config.checkpoint=runs/fmnist
 
-Writes ``top9_<layer>.png`` per layer, ``conv1_filters.png``, ``results.json`` (maps, values, images, positions)
-and ``index.html``. See the config's docstring for the fields.
+Writes ``top9_<layer>.png`` per layer, ``conv1_filters.png`` (built-in nets), ``results.json`` (maps, values,
+images, positions) and ``index.html``. With ``--config.model=package.module:function`` it runs on a user's model
+(``config.layers`` empty: the model's listed maps). See the config's docstring for the fields.
 """
 from __future__ import annotations
 
@@ -16,18 +17,20 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from experiments import visual
+from experiments import subject as subject_lib
+from experiments.subject import Subject
 from zfjax import report, topk, visualize, viz
 
 
-def layer_figure(net: visual.Net, config: Any, source: Any, layer: str, workdir: pathlib.Path) -> tuple[
+def layer_figure(subject: Subject, config: Any, source: Any, layer: str, workdir: pathlib.Path) -> tuple[
         report.Figure, dict]:
     """Scan `source` for `layer`'s top k, project those of the chosen maps, save the figure; (figure, results)."""
     logging.info("top-%d scan of %s over %d images", config.k, layer, len(source))
-    top = topk.scan(net.arch, net.params, visual.batches(net, source, config.batch_size, config.num_threads),
-                    layer=layer, k=config.k)
-    maps = visual.pick_maps(top.values[:, 0], config.maps_per_layer, config.seed)
-    tiles = visualize.top_tiles(visual.network(net), top, maps, visual.images(net, source), layer)
+    net = subject.net
+    top = topk.scan(net.feature_map(layer), net.variables,
+                    subject_lib.batches(subject, source, config.batch_size, config.num_threads), k=config.k)
+    maps = subject_lib.pick_maps(top.values[:, 0], config.maps_per_layer, config.seed)
+    tiles = visualize.top_tiles(net, top, maps, subject_lib.images(subject, source), layer)
     size = tiles.projections.shape[2]
     title = f"{layer}: top {top.values.shape[1]} of {len(source)} images, {len(maps)} of " \
             f"{top.values.shape[0]} maps (tiles of {size}x{size} pixels)"
@@ -44,24 +47,29 @@ def layer_figure(net: visual.Net, config: Any, source: Any, layer: str, workdir:
 
 def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
     """The experiment (see the module docstring); returns the figures it wrote into `workdir`."""
-    net = visual.load_net(config)
-    source = visual.subset(net.data.eval, config.num_images)
-    report.save_figure(viz.filter_grid(np.asarray(net.params["conv1"]["w"]), "conv1 filters"),
-                       workdir / "conv1_filters.png")
-    c1 = net.arch.conv("conv1")
-    figures = [report.Figure("conv1_filters.png", "Layer 1 filters",
-                             f"The {c1.features} first-layer filters ({c1.kernel}x{c1.kernel}, stride {c1.stride}) "
-                             f"themselves, each stretched to its own range (white = largest weight).")]
+    subject = subject_lib.load(config)
+    source = subject_lib.subset(subject.data.eval, config.num_images)
+    figures = [] if subject.built is None else [filters_figure(subject, workdir)]
     results = {}
-    for layer in config.layers:
-        figure, results[layer] = layer_figure(net, config, source, layer, workdir)
+    for layer in subject.layers(config.layers):
+        figure, results[layer] = layer_figure(subject, config, source, layer, workdir)
         figures.append(figure)
-    report.write_json(workdir / "results.json", {"network": net.source, "num_images": len(source), **results})
+    report.write_json(workdir / "results.json", {"network": subject.source, "num_images": len(source), **results})
     report.write_index(workdir, "Top-9 activations per feature map (Fig. 2)", figures,
-                       intro=f"Network: {net.arch.name} from {net.source}; images: {len(source)} of the "
-                             f"evaluation split ({net.data.name}). {visual.caveat(net)}")
+                       intro=f"Network: {subject.describe()}; images: {len(source)} of the evaluation split "
+                             f"({subject.data.name}). {subject.caveat()}")
     return figures
 
 
+def filters_figure(subject: Subject, workdir: pathlib.Path) -> report.Figure:
+    """A built-in net's first-layer filters themselves."""
+    report.save_figure(viz.filter_grid(np.asarray(subject.built.params["conv1"]["w"]), "conv1 filters"),
+                       workdir / "conv1_filters.png")
+    c1 = subject.arch.conv("conv1")
+    return report.Figure("conv1_filters.png", "Layer 1 filters",
+                         f"The {c1.features} first-layer filters ({c1.kernel}x{c1.kernel}, stride {c1.stride}) "
+                         f"themselves, each stretched to its own range (white = largest weight).")
+
+
 if __name__ == "__main__":
-    visual.main(run)
+    subject_lib.main(run)

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from experiments import demo, top9, visual
+from experiments import demo, subject, top9
 from experiments.configs import top9 as top9_config
 from zfjax import checkpoints, weights
 
@@ -68,7 +68,7 @@ def test_top9_on_imported_weights_equals_the_checkpoint(demo_dir, tmp_path):
     config = top9_config.get_config("tiny")
     config.train = demo.train_config("tiny")
     config.checkpoint = str(demo_dir / "train")
-    net = visual.load_net(config)
+    net = subject.load(config).built
     weights.save(net.params, tmp_path / "net.safetensors", net.arch)
     config.checkpoint, config.weights, config.layers = "", str(tmp_path / "net.safetensors"), ("conv2",)
     top9.run(config, tmp_path / "out")
@@ -82,6 +82,6 @@ def test_no_network_or_snapshots_is_a_clear_error(tmp_path):
     from experiments import evolution
     from experiments.configs import evolution as evolution_config
     with pytest.raises(ValueError, match="set --config.checkpoint"):
-        visual.load_net(top9_config.get_config("tiny"))
+        subject.load(top9_config.get_config("tiny"))
     with pytest.raises(ValueError, match="epoch snapshots"):
         evolution.run(evolution_config.get_config("tiny"), tmp_path)

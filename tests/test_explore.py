@@ -15,7 +15,7 @@ import pytest
 
 import browser
 from conftest import ROOT, reference_tile
-from experiments import demo, explore, visual
+from experiments import demo, explore, subject
 from experiments.configs import explore as explore_config
 from zfjax import deconv, explorer, models, sprites, topk, visualize, viz
 from zfjax.data import pipeline
@@ -32,11 +32,12 @@ def built(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("demo")
     demo.run(workdir, "tiny", experiments=("explore",))
     config = demo.experiment_config("explore", "tiny", demo.train_config("tiny"), workdir / "train")
-    net = visual.load_net(config)
-    source = visual.subset(net.data.eval, config.num_images)
-    x, display = visual.images(net, source)(np.arange(len(source)))
+    studied = subject.load(config)
+    source = subject.subset(studied.data.eval, config.num_images)
+    x, display = subject.images(studied, source)(np.arange(len(source)))
     labels = np.array([source[i]["label"] for i in range(len(source))])
-    return {"dir": workdir / "explore", "demo": workdir, "config": config, "net": net, "x": x,
+    return {"dir": workdir / "explore", "demo": workdir, "config": config, "net": studied.built,
+            "subject": studied, "x": x,
             "display": display, "labels": labels}
 
 
@@ -96,7 +97,7 @@ def test_unit_data_equals_topk_scan_and_the_activations(built):
     for layer in LAYERS:
         top = topk.scan(arch, params, [x[:16], x[16:]], layer=layer, k=site["histogram_k"])
         a = np.asarray(acts[layer], np.float64)
-        tile_size = visualize.field(visual.network(built["net"]), layer).size()
+        tile_size = visualize.field(built["subject"].net, layer).size()
         for c, record in enumerate(layers[layer]["units"]):
             assert record["unit"] == c and len(record["top"]) == 9
             assert [t["image"] for t in record["top"]] == top.image[c, :9].tolist()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import flax_net
-from experiments import explore, visual
+from experiments import explore, subject
 from experiments.configs import explore as explore_config
 from zfjax import deconv, explorer, projection, sprites, topk, viz
 from zfjax.data import fashion_mnist
@@ -75,8 +75,9 @@ def test_zfnet_on_imagenet_mock_data(tmp_path):
     config.update(random_init=True, batch_size=4, num_threads=1, tile_size=24, class_names=("tench", "goldfish"))
     with tfds.testing.mock_data(num_examples=8):
         explore.run(config, tmp_path / "explore")
-        net = visual.load_net(config)
-        x, _ = visual.images(net, net.data.eval)(np.arange(len(net.data.eval)))
+        studied = subject.load(config)
+        x, _ = subject.images(studied, studied.data.eval)(np.arange(len(studied.data.eval)))
+        net = studied.built
     folder, site, layers = _site(tmp_path / "explore")
     assert [layer["name"] for layer in site["layers"]] == ["conv1", "conv2", "conv3", "conv4", "conv5"]
     assert site["images"] == 8 and len(site["classes"]) >= 2 and site["classes"][:2] == ["tench", "goldfish"]

@@ -6,7 +6,7 @@ centred and scaled alike), and random 6x6 boxes on the garment as the control.
     python -m experiments.correspondence --config=experiments/configs/correspondence.py --workdir=runs/correspondence
 
 Fields: the network (`experiments.configs.visual`; presets fashion_mnist, tiny, zfnet, alexnet), the images
-(`experiments.network`), ``parts`` (name -> box (top, left, height,
+(`experiments.images`), ``parts`` (name -> box (top, left, height,
 width) in network-input pixels, one for all images or one per image), ``random_within`` (the region random boxes
 are drawn in, the object), ``random_repeats`` (draws of random boxes), ``layers`` (the paper's layer numbers: 5 and
 7), ``fill`` (mask value in input space: 0 = the mean pixel), ``rtol`` (|eps| below rtol * max|f| counts as no
@@ -15,12 +15,12 @@ photos> with per-image eye/nose boxes in 224x224 center-crop coordinates.
 """
 import ml_collections
 
-from experiments import network
+from experiments import images
 from experiments.configs import visual
 
 
 def get_config(arg: str = "fashion_mnist") -> ml_collections.ConfigDict:
-    c = network.add_fields(visual.network(arg))
+    c = images.add_fields(visual.network(arg))
     c.indices = (19, 85, 88, 113, 121)
     c.parts = ml_collections.ConfigDict({"left sleeve": (5, 3, 6, 6), "right sleeve": (5, 19, 6, 6),
                                          "neckline": (0, 11, 6, 6)})

@@ -6,7 +6,8 @@ epoch snapshot of a training run, projected to pixels, one column per epoch.
     python -m experiments.evolution --config=experiments/configs/evolution.py:zfnet --workdir=runs/evolution_zfnet \
         --config.checkpoint=runs/zfnet --config.num_images=50000
 
-Fields (besides `experiments.configs.visual`'s): ``layers``, ``maps_per_layer`` (drawn at random among the maps
+Fields (besides `experiments.configs.visual`'s): ``layers`` (empty: a built-in net's conv maps, or a user's
+model's listed maps; a user's model gives its epochs through its Network's ``snapshots``), ``maps_per_layer`` (drawn at random among the maps
 that fire in the last snapshot), ``num_images`` (the first N training images searched at every epoch; 0 = all;
 the paper searched all of them), ``seed``.
 """
@@ -15,7 +16,7 @@ from experiments.configs import visual
 
 def get_config(arg: str = "fashion_mnist"):
     c = visual.network(arg)
-    c.layers = ("conv1", "conv2", "conv3", "conv4", "conv5")
+    c.layers = ()
     c.maps_per_layer = 4
     c.num_images = 10000 if arg == "fashion_mnist" else 0 if arg == "tiny" else 20000
     c.seed = 0

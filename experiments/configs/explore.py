@@ -9,10 +9,7 @@
     # many hosts: each scans its shard and renders its share of the sheets into the shared workdir
     python -m experiments.explore ... --coordinator_address=host0:1234 --num_processes=4 --process_id=<i>
 
-Fields (besides `experiments.configs.visual`'s network fields): ``model`` (``package.module:function`` returning a
-`zfjax.network.Network`; when set it replaces the built-in network, and the images still come from ``train``'s
-data fields: its ``dataset``, ``data_dir``, ``eval_subset`` and input normalization, turned back into pixels in
-[0, 1] for the model's own ``preprocess``), ``layers`` (empty: every conv layer, i.e. those named ``conv*``, else
+Fields (besides `experiments.configs.visual`'s network fields, ``model`` among them): ``layers`` (empty: every conv layer, i.e. those named ``conv*``, else
 every layer of the model), ``k`` (top activations shown per unit, 9), ``histogram_k`` (top activations whose
 classes are counted, 100), ``num_images`` (0 = the whole split), ``tile_size`` (longest side of a sprite tile in
 pixels; larger receptive fields are shrunk to it; 0 = never), ``class_names`` (for datasets that carry none).
@@ -22,7 +19,6 @@ from experiments.configs import visual
 
 def get_config(arg: str = "fashion_mnist"):
     c = visual.network(arg)
-    c.model = ""
     c.layers = ()
     c.k = 9
     c.histogram_k = 100

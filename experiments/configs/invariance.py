@@ -4,7 +4,7 @@ translated vertically, scaled and rotated, through the demo's trained small net.
     python -m experiments.invariance --config=experiments/configs/invariance.py --workdir=runs/invariance
 
 Fields: the network (`experiments.configs.visual`; presets fashion_mnist, tiny, zfnet, alexnet), the images
-(`experiments.network`), ``translations`` (pixels, + = down),
+(`experiments.images`), ``translations`` (pixels, + = down),
 ``scales`` (factors about the centre), ``rotations`` (degrees, + = counter-clockwise), ``layers`` (the paper's
 layer numbers whose feature distances are plotted: 1 and 7; for the small net layer 7 is fc7), ``fill`` (the value
 outside the moved image, in input space: 0 = the mean pixel), ``batch_size`` (transform values per batch).
@@ -14,12 +14,12 @@ For an ImageNet checkpoint: --config=experiments/configs/invariance.py:zfnet --c
 """
 import ml_collections
 
-from experiments import network
+from experiments import images
 from experiments.configs import visual
 
 
 def get_config(arg: str = "fashion_mnist") -> ml_collections.ConfigDict:
-    c = network.add_fields(visual.network(arg))
+    c = images.add_fields(visual.network(arg))
     c.indices = (2, 1, 8, 9, 18)
     c.translations = tuple(range(-8, 9))
     c.scales = tuple(round(1 + 0.1 * k, 2) for k in range(9))

@@ -3,7 +3,10 @@
 Presets: ``fashion_mnist`` (the embedded small net; ``checkpoint`` = the workdir of its training run),
 ``zfnet`` / ``alexnet`` (ImageNet; ``checkpoint`` = the train_imagenet workdir, or ``weights`` = an imported
 .safetensors/.pth file with ``weights_layout``), ``tiny`` (seconds, for tests).
-Fields: ``checkpoint`` (a training run's workdir: its newest checkpoint, with the architecture and input
+Fields: ``model`` (a user's own model: ``package.module:function`` or ``package.module:function:arg``, whose
+``function()`` returns a `zfjax.network.Network`; when set it is the network, and ``train`` only names the data,
+read as pixels in [0, 1] for the model's own ``preprocess``; see ``experiments/flax_resnet.py``), ``checkpoint`` (a
+training run's workdir: its newest checkpoint, with the architecture and input
 normalization the run recorded, whatever the preset), ``weights`` (an imported file: torchvision's layout is
 torchvision's AlexNet, any other layout the preset's architecture), ``weights_layout`` ("" = guess from the keys),
 ``normalization`` (of imported weights' inputs: "torchvision" = torchvision's ImageNet mean and std, "dataset" = the
@@ -26,6 +29,7 @@ def network(arg: str) -> ml_collections.ConfigDict:
         raise ValueError(f"unknown preset {arg!r}; choose one of {sorted(TRAIN)}")
     c = ml_collections.ConfigDict()
     c.train = TRAIN[arg].get_config()
+    c.model = ""
     c.checkpoint = ""
     c.weights = ""
     c.weights_layout = ""
