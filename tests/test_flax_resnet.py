@@ -2,6 +2,7 @@
 spec gives every analysis a Network whose ReLUs (written three ways) and pools the rules find."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import jax
@@ -10,7 +11,8 @@ import pytest
 
 from experiments import flax_resnet
 from experiments.configs import flax_resnet as resnet_config
-from zfjax import deconv, network
+from zfjax import deconv, network, topk
+from zfjax.data import fashion_mnist
 
 
 def _config(epochs: int):
@@ -56,3 +58,31 @@ def test_the_model_spec_is_a_network_the_rules_understand(trained):
 def test_an_untrained_workdir_says_how_to_train(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m experiments.flax_resnet"):
         flax_resnet.network(str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["top9", "evolution", "occlusion", "invariance", "correspondence"])
+def test_every_experiment_runs_on_the_model_spec(trained, tmp_path, name):
+    import importlib
+    workdir, _ = trained
+    config = importlib.import_module(f"experiments.configs.{name}").get_config("tiny")
+    config.model = f"experiments.flax_resnet:network:{workdir}"
+    if name == "top9":
+        config.layers = ("block3/relu",)
+    if name == "evolution":
+        config.layers, config.num_images = ("stem",), 64
+    figures = importlib.import_module(f"experiments.{name}").run(config, tmp_path)
+    assert figures and all((tmp_path / f.file).is_file() for f in figures)
+    assert "flax_resnet" in (tmp_path / "index.html").read_text()
+    results = json.loads((tmp_path / "results.json").read_text())
+    net = network.load(config.model)
+    if name == "top9":  # the figure's units are topk.scan's over the same test images, through the model
+        images, _ = fashion_mnist.load("test")
+        x = flax_resnet.preprocess(images[:config.num_images] / 255.0)
+        top = topk.scan(net.feature_map("block3/relu"), net.variables, [x], k=9)
+        maps = results["block3/relu"]["maps"]
+        np.testing.assert_allclose(results["block3/relu"]["values"], top.values[maps], rtol=1e-5)
+        assert results["block3/relu"]["image"] == top.image[maps].tolist()
+    if name == "occlusion":
+        assert results["layer"] == "block3/relu"  # the model's last listed map
+    if name in ("invariance", "correspondence"):
+        assert results["layers"] == ["stem", "pooled"] if name == "invariance" else ["block3/relu", "pooled"]
