@@ -36,8 +36,6 @@ def snapshots(config: Any, subject: Subject) -> dict[int, Any]:
             raise ValueError(f"feature evolution needs snapshots: the model {subject.net.name} has none (its "
                              f"Network's snapshots field)")
         snaps = dict(subject.net.snapshots())
-    elif not config.checkpoint:
-        raise ValueError("feature evolution needs a training run's epoch snapshots: set --config.checkpoint=<workdir>")
     else:
         snaps = checkpoints.snapshots(config.checkpoint)
     if not snaps:
@@ -48,6 +46,9 @@ def snapshots(config: Any, subject: Subject) -> dict[int, Any]:
 
 def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
     """The experiment (see the module docstring); returns the figures it wrote into `workdir`."""
+    if not (config.model or config.checkpoint):
+        raise ValueError("feature evolution needs a training run's epoch snapshots: set --config.checkpoint=<workdir> "
+                         "(or a model whose Network has snapshots, --config.model=...)")
     subject = subject_lib.load(config)
     snaps = snapshots(config, subject)
     epochs = sorted(snaps)

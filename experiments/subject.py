@@ -86,7 +86,7 @@ class Subject:
         out = []
         for w in wanted:
             if isinstance(w, str):
-                self.net.features(w)  # names an unknown layer
+                self.net.features(w)  # names an unknown layer and the layers there are
                 out.append(w)
             elif self.built is not None:
                 out.append(invariance.paper_layer(self.built.arch, int(w)))

@@ -130,7 +130,7 @@ def test_a_config_or_flag_mistake_is_one_line(tmp_path):
 def test_bad_input_is_one_line_naming_it(tmp_path):
     net = ["--config.random_init=True", f"--workdir={tmp_path / 'out'}"]
     line = user_error(cli("top9", "--config=experiments/configs/top9.py:tiny", "--config.layers=('conv9',)", *net))
-    assert "layer 'conv9' is not a conv or pool layer of small" in line
+    assert "small has no layer 'conv9'; its layers: ['conv1', 'pool1'" in line
     occlusion = ["--config=experiments/configs/occlusion.py:tiny", *net]
     line = user_error(cli("occlusion", *occlusion, "--config.indices=(99999,)"))
     assert "indices [99999] are out of range: the evaluation split of fashion_mnist has 256 images" in line

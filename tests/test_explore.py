@@ -305,7 +305,7 @@ def test_bad_input_is_a_clear_error(built, tmp_path):
         explore.run(config, tmp_path / "file" / "site")
     net, images, about = explore.load(config)
     nothing = pipeline.ArraySource("empty", np.zeros((0, 28, 28, 1), np.uint8), np.zeros(0, np.int32))
-    empty = explore.Images(nothing, images.transform, images.mean, images.scale)
+    empty = explore.Images(images.subject, nothing)
     with pytest.raises(ValueError, match="no images to explore: the dataset .*empty.* is empty"):
         explore.explore(net, empty, tmp_path / "b", config, about)
     config.model = "no_such_module:network"

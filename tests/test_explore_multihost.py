@@ -45,7 +45,7 @@ def test_two_processes_give_the_explorer_of_one(tmp_path):
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "experiments.explore", "--config=experiments/configs/explore.py:tiny",
                  *overrides, f"--workdir={tmp_path / 'two'}", f"--coordinator_address=127.0.0.1:{port}",
-                 "--num_processes=2", f"--process_id={i}"], cwd=ROOT, stdout=log, stderr=log,
+                 "--num_processes=2", f"--process_id={i}", "--verbose"], cwd=ROOT, stdout=log, stderr=log,
                 env=subprocess_env(JAX_NUM_CPU_DEVICES="1")))
     try:
         config = explore_config.get_config("tiny")
