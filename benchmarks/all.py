@@ -15,7 +15,8 @@ import subprocess
 import sys
 
 from benchmarks import common
-from zfjax import report, viz
+from zfjax import files
+from zfjax.pictures import pages, plots
 
 HERE = pathlib.Path(__file__).resolve().parent
 TARGETS = {"deconv_layer": 8.0, "deconv_units32": 8.0, "deconv_batch": 3.0, "occlusion_p48_s16": 5.0,
@@ -52,7 +53,7 @@ def machine() -> list[tuple[str, str]]:
 
 def bar_chart(results: list[dict], path: pathlib.Path) -> None:
     """Ratios against targets, log scale (cold start's target is the inverse of a slowdown)."""
-    fig, ax = viz.pyplot().subplots(figsize=(8, 3.5))
+    fig, ax = plots.pyplot().subplots(figsize=(8, 3.5))
     names = [r["benchmark"] for r in results]
     ax.bar(names, [r["ratio"] for r in results], color=["tab:green" if r["ratio"] >= TARGETS[r["benchmark"]]
                                                         else "tab:red" for r in results])
@@ -62,14 +63,14 @@ def bar_chart(results: list[dict], path: pathlib.Path) -> None:
     ax.legend()
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
-    report.save_figure(fig, path)
+    plots.save_figure(fig, path)
 
 
 def results_table(results: list[dict]) -> str:
     rows = [[r["benchmark"], f"{r['zfjax_s']:.4f}", f"{r['reference_s']:.4f}", f"{r['ratio']:.2f}x",
              f"{TARGETS[r['benchmark']]:.2f}x", "yes" if r["ratio"] >= TARGETS[r["benchmark"]] else "NO",
              str(r["agree"]), f"{r['compile_s']:.1f}"] for r in results]
-    return report.markdown_table(["benchmark", "zfjax s", "reference s", "ratio", "target", "met", "agree",
+    return pages.markdown_table(["benchmark", "zfjax s", "reference s", "ratio", "target", "met", "agree",
                                   "zfjax compile s"], rows)
 
 
@@ -80,7 +81,7 @@ def sweep(quick: bool) -> str:
     dec = [run("deconv", ["--mode", "units", "--count", str(n), *rounds]) for n in units]
     strides = [32, 16, 8]  # patch 32: every stride divides 224 - 32, so Captum's grid is zfjax's
     occ = [run("occlusion", ["--stride", str(s), "--patch", "32", *rounds]) for s in strides]
-    fig, axes = viz.pyplot().subplots(1, 2, figsize=(9, 3.5))
+    fig, axes = plots.pyplot().subplots(1, 2, figsize=(9, 3.5))
     for ax, res, xs, label in ((axes[0], dec, units, "conv5 units projected"),
                                (axes[1], occ, [r["positions"] for r in occ], "occlusion positions")):
         ax.loglog(xs, [r["zfjax_s"] for r in res], "o-", label="zfjax")
@@ -89,7 +90,7 @@ def sweep(quick: bool) -> str:
         ax.set_ylabel("seconds")
         ax.legend()
     fig.tight_layout()
-    report.save_figure(fig, HERE / "sweep.png")
+    plots.save_figure(fig, HERE / "sweep.png")
     return "## Sweep\n\n![time against work](sweep.png)\n\n" + sweep_table(dec, units, occ) + "\n"
 
 
@@ -98,7 +99,7 @@ def sweep_table(dec: list[dict], units: list[int], occ: list[dict]) -> str:
     rows = [[f"deconv, {n} conv5 units", *_cells(r)] for n, r in zip(units, dec)]
     rows += [[f"occlusion, patch {r['patch']} stride {r['stride']}: {r['positions']} positions", *_cells(r)]
              for r in occ]
-    return report.markdown_table(["work", "zfjax s", "reference s", "ratio", "agree"], rows)
+    return pages.markdown_table(["work", "zfjax s", "reference s", "ratio", "agree"], rows)
 
 
 def small_net_row(train: dict) -> dict:
@@ -118,14 +119,14 @@ def main() -> None:
     args = parser.parse_args()
     head = "\n".join(f"- {k}: {v}" for k, v in machine())
     if args.sweep:
-        report.write_text(HERE / "sweep.md", f"# zfjax sweep\n\n{head}\n\n{sweep(args.quick)}")
+        files.write_text(HERE / "sweep.md", f"# zfjax sweep\n\n{head}\n\n{sweep(args.quick)}")
         return
     results = [run(m, [*a, *(["--quick"] if args.quick else [])]) for m, a in RUNS]
     results += [small_net_row(r) for r in results if r["benchmark"] == "train_step"]
     bar_chart(results, HERE / "results.png")
     mode = "quick sizes (`--quick`)" if args.quick else "full sizes"
     gpu = HERE / "gpu_results.md"  # written by hand from a `benchmarks.gpu` run on the device machine
-    report.write_text(HERE / "results.md", f"# zfjax benchmarks ({mode})\n\n{head}\n\n{results_table(results)}\n\n"
+    files.write_text(HERE / "results.md", f"# zfjax benchmarks ({mode})\n\n{head}\n\n{results_table(results)}\n\n"
                       "![ratios](results.png)\n\n[sweep](sweep.md) (time against work):\n\n"
                       "![time against work](sweep.png)\n\n" + (gpu.read_text() if gpu.exists() else ""))
 

@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from zfjax import adapters, deconv
+from zfjax import deconv
+from zfjax.network import adapters
 
 VGG11 = (("conv1", 64), "pool", ("conv2", 128), "pool", ("conv3_1", 256), ("conv3_2", 256), "pool",
          ("conv4_1", 512), ("conv4_2", 512), "pool", ("conv5_1", 512), ("conv5_2", 512))

@@ -25,7 +25,8 @@ def child_zfjax(work: pathlib.Path, size: int) -> None:
     """Import zfjax, load the weights, project the strongest unit of conv5 channel CHANNEL; save it."""
     import jax
     from benchmarks.common import use_compile_cache
-    from zfjax import deconv, models
+    from zfjax import deconv
+    from zfjax.network import models
     use_compile_cache()
     arch = models.get("zfnet", input_shape=(size, size, 3))
     data = np.load(work / "weights.npz")
@@ -40,7 +41,7 @@ def child_zfjax(work: pathlib.Path, size: int) -> None:
 def child_captum(work: pathlib.Path, size: int) -> None:
     """Import torch + Captum, build the twin from the same weights, project the same unit; save it."""
     from benchmarks import deconv as bench_deconv
-    from zfjax import models
+    from zfjax.network import models
     arch = models.get("zfnet", input_shape=(size, size, 3))
     data = np.load(work / "weights.npz")
     params = {k.split("/")[0]: {} for k in data.files}
@@ -60,7 +61,7 @@ def run_child(which: str, work: pathlib.Path, size: int) -> float:
 
 def bench(size: int, rounds: int) -> dict:
     import jax
-    from zfjax import models
+    from zfjax.network import models
     arch, params, images, _ = common.zfnet(size, 1)
     with tempfile.TemporaryDirectory() as tmp:
         work = pathlib.Path(tmp)

@@ -18,7 +18,7 @@ from typing import Callable
 import jax
 import numpy as np
 
-from zfjax import models, weights
+from zfjax.network import models, weights
 
 CACHE = pathlib.Path(__file__).resolve().parent.parent / ".jax_cache"
 

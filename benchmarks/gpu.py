@@ -16,7 +16,8 @@ import numpy as np
 import optax
 
 from benchmarks import common, deconv as bench_deconv
-from zfjax import models, topk
+from zfjax.analyses import topk
+from zfjax.network import models
 
 
 def _median(fn, rounds: int) -> tuple[float, float]:
@@ -30,9 +31,9 @@ def emit(**row) -> None:
 
 
 def _train_step(arch, tx, dtype):
-    """`zfjax.train.train_step` (jitted); where its data stack (grain) is missing, the same SGD step inline."""
+    """`zfjax.training.train.train_step` (jitted); where its data stack (grain) is missing, the same SGD step inline."""
     try:
-        from zfjax import train
+        from zfjax.training import train
         return jax.jit(functools.partial(train.train_step, arch=arch, tx=tx, radius=0.1, dtype=dtype),
                        donate_argnums=0), train.create_state(arch, tx, 0)
     except ImportError:

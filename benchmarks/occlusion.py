@@ -20,7 +20,8 @@ import jax
 import numpy as np
 
 from benchmarks import common
-from zfjax import models, occlusion
+from zfjax.analyses import occlusion
+from zfjax.network import models
 
 LABEL = 3
 

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from zfjax import deconv, layers, models
+from zfjax import deconv
+from zfjax.network import layers, models
 
 UNITS = 32
 

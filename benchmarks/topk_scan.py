@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks import common
-from zfjax import topk
+from zfjax.analyses import topk
 
 K, BATCH = 9, 32
 

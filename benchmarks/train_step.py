@@ -1,4 +1,4 @@
-"""One SGD step (momentum 0.9, dropout, filter renormalization): `zfjax.train.train_step` vs the same torch step.
+"""One SGD step (momentum 0.9, dropout, filter renormalization): `zfjax.training.train.train_step` vs the same torch step.
 
 Reports images/s of ZFNet (224x224, batch 32; ``--quick``: 112x112, batch 16) and of the small net (28x28x1,
 batch 128); the JSON ratio is torch's time over zfjax's for ZFNet (the slower and reported case), the small
@@ -15,7 +15,8 @@ import numpy as np
 import optax
 
 from benchmarks import common
-from zfjax import models, train
+from zfjax.network import models
+from zfjax.training import train
 
 LR, MOMENTUM, RADIUS = 0.01, 0.9, 0.1
 

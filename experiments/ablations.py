@@ -17,8 +17,12 @@ from typing import Any
 
 from experiments import cli
 from experiments.configs import ablation
-from zfjax import ablations, checkpoints, models, report, train, viz
-from zfjax.data import load as load_data, pipeline
+from zfjax import files
+from zfjax.data import pipeline
+from zfjax.data import load as load_data
+from zfjax.network import models
+from zfjax.pictures import pages, plots
+from zfjax.training import ablations, checkpoints, train
 
 # The paper's Table 3 rows given in PAPER.md (error %: train top-1, val top-1, val top-5). The base row is the
 # Fig. 3 ZFNet; the removal rows are its replication of Krizhevsky et al. with those layers removed.
@@ -59,7 +63,7 @@ def train_variant(config: Any, workdir: pathlib.Path, train_eval_subset: int) ->
 def figure(names: list[str], results: dict[str, dict[str, float]]):
     """Grouped bars of the three error rates per variant."""
     keys = (("train_top1", "train top-1"), ("val_top1", "val top-1"), ("val_top5", "val top-5"))
-    return viz.grouped_bars(names, {label: [100 * (1 - results[n][key]) for n in names] for key, label in keys},
+    return plots.grouped_bars(names, {label: [100 * (1 - results[n][key]) for n in names] for key, label in keys},
                             ylabel="error (%)")
 
 
@@ -81,12 +85,12 @@ def run(config: Any, workdir: pathlib.Path) -> dict[str, Any]:
             + list(PAPER.get(n, ("—",) * 3)) for n, r in zip(names, rows)]
     out = {"variants": {n: {"remove": list(specs[n][0]), "overrides": specs[n][1], **results[n]} for n in names},
            "table": {"header": header, "rows": rows}, "config": config.to_dict()}
-    report.write_json(workdir / "results.json", out)
-    report.write_text(workdir / "results.md", report.markdown_table(header, rows) + "\n")
-    report.save_figure(figure(names, results), workdir / "errors.png")
+    files.write_json(workdir / "results.json", out)
+    files.write_text(workdir / "results.md", pages.markdown_table(header, rows) + "\n")
+    plots.save_figure(figure(names, results), workdir / "errors.png")
     base = config.base
-    report.write_index(workdir, "Ablations (Table 3)", [
-        report.Figure("errors.png", "Error per variant", "Train top-1 (training images, no dropout), val top-1 and "
+    pages.write_index(workdir, "Ablations (Table 3)", [
+        pages.Figure("errors.png", "Error per variant", "Train top-1 (training images, no dropout), val top-1 and "
                       "val top-5 error of each variant's final parameters.")],
         intro=f"Base: {base.model} on {base.dataset} ({base.train_subset or 'all'} training images, "
               f"{base.num_epochs} epochs per variant). Widths scaled from {config.scale_from or 'as written'}.",

@@ -21,7 +21,7 @@ from typing import Any, Callable, NoReturn
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from zfjax.checkpoints import WorkdirError
+from zfjax.training.checkpoints import WorkdirError
 
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, WorkdirError, FloatingPointError)
 VERBOSE = "verbose"

@@ -1,5 +1,5 @@
 """Table 1 (correspondence): the same part masked in several images of one kind of object; Delta_l (the mean
-normalized Hamming distance between the sign patterns of the feature changes, `zfjax.correspondence`) at the
+normalized Hamming distance between the sign patterns of the feature changes, `zfjax.analyses.correspondence`) at the
 paper's layers 5 and 7, against random boxes as the control. Lower Delta = more consistent change.
 
     python -m experiments.correspondence --config=experiments/configs/correspondence.py --workdir=runs/correspondence
@@ -19,7 +19,9 @@ import numpy as np
 from experiments import images as images_lib
 from experiments import subject as subject_lib
 from experiments.subject import Subject
-from zfjax import analysis_viz, correspondence, report
+from zfjax import files
+from zfjax.analyses import correspondence
+from zfjax.pictures import pages, plots
 
 # The paper's Table 1 (5 dog images): part -> (layer 5, layer 7) Delta, mean ± std.
 PAPER = {"right eye": ("0.067 ± 0.007", "0.069 ± 0.015"), "left eye": ("0.069 ± 0.007", "0.068 ± 0.013"),
@@ -59,7 +61,7 @@ def table(config: Any, result: dict, layers: list[str]) -> tuple[list[str], list
     return header, rows
 
 
-def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
+def run(config: Any, workdir: pathlib.Path) -> list[pages.Figure]:
     """The whole experiment; returns the figures it wrote (for the demo's report)."""
     workdir = pathlib.Path(workdir)
     subject = subject_lib.load(config)
@@ -72,21 +74,21 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
     header, rows = table(config, result, layers)
     masked = {name: subject.net.to_display(correspondence.mask(x, r["boxes"][0], config.fill))
               for name, r in result.items()}
-    report.save_figure(analysis_viz.masks_figure(masked, [names[int(y)] for y in labels]), workdir / "masks.png")
-    report.write_json(workdir / "results.json", {
+    plots.save_figure(plots.masks_figure(masked, [names[int(y)] for y in labels]), workdir / "masks.png")
+    files.write_json(workdir / "results.json", {
         "network": subject.source, "layers": layers, "images": [int(i) for i in config.indices] or config.images,
         "scores": {name: {"boxes": r["boxes"], **{layer: r[layer]._asdict() for layer in layers}}
                    for name, r in result.items()}, "table": {"header": header, "rows": rows},
         "config": config.to_dict()})
-    report.write_text(workdir / "results.md", report.markdown_table(header, rows) + "\n")
+    files.write_text(workdir / "results.md", pages.markdown_table(header, rows) + "\n")
     paper = [[name, *v] for name, v in PAPER.items()]
-    figures = [report.Figure("masks.png", "The masked images",
+    figures = [pages.Figure("masks.png", "The masked images",
                              "One row per part: each image with that part set to the mean pixel (the last row is one "
                              "of the random draws of the control).")]
     caption = (f"Ours: Δ_l = mean over ordered pairs i≠j of the fraction of the D features of layer l whose change "
                f"sign(f(x_i) - f(x~_i)) differs between images i and j ({len(x)} images; ± std over the pairs; "
                f"random: mean over {config.random_repeats} draws of random boxes). Lower = more consistent.")
-    report.write_index(workdir, "Correspondence (Table 1)", figures, intro=f"Network: {subject.describe()}. "
+    pages.write_index(workdir, "Correspondence (Table 1)", figures, intro=f"Network: {subject.describe()}. "
                        f"Images: {', '.join(names[int(y)] for y in labels)}. {subject.caveat()}",
                        tables=[(caption, header, rows),
                                ("The paper's Table 1 (5 dog images, ZFNet): Δ at layer 5 / layer 7",

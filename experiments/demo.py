@@ -11,7 +11,7 @@ an interrupted one). Experiments: top9 (Fig. 2), evolution (Fig. 4), filters (Fi
 7x7/2 conv1), invariance (Fig. 5), occlusion (Fig. 7), correspondence (Table 1), the unit explorer (every unit of
 conv1-conv5 in one page, ``<workdir>/explore/index.html``), and ``flax_resnet``: the worked example of one's own
 model (`experiments.flax_resnet`, a Flax ResNet trained on the same data) through top9 and occlusion with
-``--config.model``. Experiments are ``experiments.<name>`` with ``run(config, workdir) -> list[report.Figure]``
+``--config.model``. Experiments are ``experiments.<name>`` with ``run(config, workdir) -> list[pages.Figure]``
 and a config ``experiments/configs/<name>.py`` whose ``get_config(preset)`` has the network fields.
 """
 from __future__ import annotations
@@ -28,7 +28,9 @@ from absl import app, flags, logging
 
 from experiments import cli
 from experiments.configs import fashion_mnist, tiny
-from zfjax import checkpoints, metrics, report, train
+from zfjax import files
+from zfjax.pictures import pages
+from zfjax.training import checkpoints, metrics, train
 
 
 EXPERIMENTS = ("top9", "evolution", "filters", "invariance", "occlusion", "correspondence", "explore", "flax_resnet")
@@ -63,14 +65,14 @@ def experiment_config(name: str, preset: str, config: Any, run_dir: pathlib.Path
 
 
 def run(workdir: pathlib.Path, preset: str = "fashion_mnist", experiments: tuple[str, ...] = EXPERIMENTS) -> list[
-        report.Figure]:
+        pages.Figure]:
     """Train (or reuse) the net, run `experiments` into ``workdir/<name>``, write ``workdir/index.html``."""
     from tqdm import tqdm
     config = train_config(preset)
     run_dir = workdir / "train"
     train.train_and_evaluate(config, run_dir)
     step, top1 = checkpoints.latest_step(run_dir), metrics.final(run_dir / metrics.METRICS_FILE, "eval_top1")
-    figures = [report.Figure(f"train/{metrics.CURVES_FILE}", "Learning curves",
+    figures = [pages.Figure(f"train/{metrics.CURVES_FILE}", "Learning curves",
                              "Training loss (left) and top-1 error on the test images (right) against SGD steps.")]
     seconds = {}
     for name in tqdm(experiments, desc="experiments", unit="exp"):
@@ -83,16 +85,16 @@ def run(workdir: pathlib.Path, preset: str = "fashion_mnist", experiments: tuple
                 experiment_config(name, preset, config, run_dir), workdir / name)
         figures += [f._replace(file=f"{name}/{f.file}", link=f.link and f"{name}/{f.link}") for f in out]
         seconds[name] = round(time.perf_counter() - start, 1)
-    report.write_json(workdir / "results.json", {"step": step, "test_top1": top1, "seconds": seconds})
+    files.write_json(workdir / "results.json", {"step": step, "test_top1": top1, "seconds": seconds})
     intro = (f"The small ZF-style net trained for {step} steps (batch {config.batch_size}) on "
              f"{config.train_subset or 60000} Fashion-MNIST training images; test top-1 accuracy "
              f"{100 * top1:.2f}%. Each experiment's own page is <workdir>/<experiment>/index.html.")
-    report.write_index(workdir, "zfjax demo: the paper's visual experiments on Fashion-MNIST", figures, intro=intro,
+    pages.write_index(workdir, "zfjax demo: the paper's visual experiments on Fashion-MNIST", figures, intro=intro,
                        tables=tables(workdir, list(seconds)))
     return figures
 
 
-def own_model(workdir: pathlib.Path, preset: str) -> list[report.Figure]:
+def own_model(workdir: pathlib.Path, preset: str) -> list[pages.Figure]:
     """The worked example of one's own model: train (or reuse) `experiments.flax_resnet` into ``workdir/train``,
     then run `OWN_MODEL` on it through ``--config.model``; the figures, titled as its."""
     from experiments import flax_resnet

@@ -20,7 +20,10 @@ from absl import logging
 
 from experiments import subject as subject_lib
 from experiments.subject import Subject
-from zfjax import checkpoints, report, topk, visualize, viz
+from zfjax import files
+from zfjax.analyses import topk
+from zfjax.pictures import pages, plots, tiles
+from zfjax.training import checkpoints
 
 
 def strongest(subject: Subject, variables: Any, config: Any, source: Any, layer: str) -> topk.TopK:
@@ -44,7 +47,7 @@ def snapshots(config: Any, subject: Subject) -> dict[int, Any]:
     return snaps
 
 
-def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
+def run(config: Any, workdir: pathlib.Path) -> list[pages.Figure]:
     """The experiment (see the module docstring); returns the figures it wrote into `workdir`."""
     if not (config.model or config.checkpoint):
         raise ValueError("feature evolution needs a training run's epoch snapshots: set --config.checkpoint=<workdir> "
@@ -62,13 +65,13 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
         for epoch in epochs:
             logging.info("%s, epoch %d", layer, epoch)
             top = last if epoch == epochs[-1] else strongest(subject, snaps[epoch], config, source, layer)
-            per_epoch.append(visualize.top_tiles(subject.net, top, maps, images, layer, variables=snaps[epoch]))
+            per_epoch.append(tiles.top_tiles(subject.net, top, maps, images, layer, variables=snaps[epoch]))
             results.setdefault(layer, {"maps": maps, "epochs": {}})["epochs"][epoch] = {
                 "value": top.values[maps, 0], "image": top.image[maps, 0], "h": top.h[maps, 0], "w": top.w[maps, 0]}
         columns[layer] = np.concatenate([t.projections for t in per_epoch], axis=1)  # (maps, epochs, S, S, C)
-    report.save_figure(viz.evolution_figure(columns, epochs, "Feature evolution during training"),
+    plots.save_figure(plots.evolution_figure(columns, epochs, "Feature evolution during training"),
                        workdir / "evolution.png")
-    figures = [report.Figure("evolution.png", "Feature evolution (Fig. 4)",
+    figures = [pages.Figure("evolution.png", "Feature evolution (Fig. 4)",
                              f"Each panel is one layer; each row one of its feature maps ({len(snaps)} snapshots, "
                              f"epochs {', '.join(map(str, epochs))} left to right). A tile is the projection of "
                              f"that map's strongest activation over {len(source)} training images at that epoch, "
@@ -76,9 +79,9 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
                              f"tile that changes image from one epoch to the next has found a new best input. A "
                              f"tile crossed out in red is a zero projection: the map fired on none of the images "
                              f"at that epoch.")]
-    report.write_json(workdir / "results.json", {"network": subject.source, "num_images": len(source),
+    files.write_json(workdir / "results.json", {"network": subject.source, "num_images": len(source),
                                                  "epochs": epochs, "layers": results})
-    report.write_index(workdir, "Feature evolution (Fig. 4)", figures,
+    pages.write_index(workdir, "Feature evolution (Fig. 4)", figures,
                        intro=f"Training run {config.checkpoint or subject.source}; the first {len(source)} training "
                              f"images searched.")
     return figures

@@ -1,5 +1,5 @@
 """The unit explorer: every unit of every chosen layer (default: the conv layers) in one static page, generated
-from one scan of the evaluation split (`zfjax.explorer`).
+from one scan of the evaluation split (`zfjax.pictures.explorer`).
 
     python -m experiments.explore --config=experiments/configs/explore.py --workdir=runs/explore \
         --config.checkpoint=runs/fmnist
@@ -27,8 +27,10 @@ from absl import logging
 from experiments import distributed
 from experiments import subject as subject_lib
 from experiments.subject import Subject
-from zfjax import explorer, network, report, sprites, unit_scan, viz
+from zfjax import files, network
+from zfjax.analyses import unit_scan
 from zfjax.data import pipeline
+from zfjax.pictures import explorer, pages, plots, sprites
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +86,7 @@ def load(config: Any) -> tuple[network.Network, Images, str]:
 
 
 def explore(net: network.Network, images: Images, workdir: pathlib.Path, config: Any, about: str) -> list[
-        report.Figure]:
+        pages.Figure]:
     """Scan `images` for every unit of the chosen layers, write the explorer into `workdir` (module docstring)."""
     layers = list(net.layers)
     if not 1 <= config.k <= config.histogram_k:
@@ -103,13 +105,13 @@ def explore(net: network.Network, images: Images, workdir: pathlib.Path, config:
     if site is None:
         return []
     seconds = {"scan": round(scanned - start, 1), "site": round(time.perf_counter() - scanned, 1)}
-    report.save_figure(_preview(site), workdir / "preview.png")
-    report.write_json(workdir / "results.json", {
+    plots.save_figure(_preview(site), workdir / "preview.png")
+    files.write_json(workdir / "results.json", {
         "about": caption, "images": len(images), "seconds": seconds, "site": site.folder.name,
         "layers": {n: {"units": int(s.top.values.shape[0]), "dead": int((s.top.values[:, 0] <= 0).sum())}
                    for n, s in stats.items()}})
     units = sum(int(s.top.values.shape[0]) for s in stats.values())
-    return [report.Figure("preview.png", "Unit explorer", f"Every one of the {units} units of {', '.join(layers)}: "
+    return [pages.Figure("preview.png", "Unit explorer", f"Every one of the {units} units of {', '.join(layers)}: "
                           f"each panel is a layer's overview (every unit's strongest activation projected to "
                           f"pixels). Click it to open the explorer (index.html): a page per unit with its top "
                           f"{config.k} projections and patches, guided backprop and saliency of its top image, and "
@@ -118,21 +120,21 @@ def explore(net: network.Network, images: Images, workdir: pathlib.Path, config:
 
 def _preview(site: explorer.Site):
     """A figure of every layer's overview sheet."""
-    plt = viz.pyplot()
+    plt = plots.pyplot()
     fig, axes = plt.subplots(1, len(site.overviews), figsize=(3 * len(site.overviews), 3.4), squeeze=False)
     for ax, (layer, path) in zip(axes[0], site.overviews.items()):
-        viz.show(ax, sprites.load(path) / 255.0, layer)
+        plots.show(ax, sprites.load(path) / 255.0, layer)
     fig.tight_layout()
     return fig
 
 
-def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
+def run(config: Any, workdir: pathlib.Path) -> list[pages.Figure]:
     """The experiment (module docstring); returns its figure (a preview linking the page) on process 0."""
     net, images, about = load(config)
     return explore(net, images, pathlib.Path(workdir), config, about)
 
 
-def _main(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
+def _main(config: Any, workdir: pathlib.Path) -> list[pages.Figure]:
     distributed.initialize()
     return run(config, workdir)
 

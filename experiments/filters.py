@@ -18,7 +18,10 @@ import numpy as np
 from absl import logging
 
 from experiments import subject as subject_lib
-from zfjax import report, topk, train, visualize, viz
+from zfjax import files
+from zfjax.analyses import spectrum, topk
+from zfjax.pictures import pages, plots, tiles
+from zfjax.training import train
 
 
 def trained(config: Any, name: str, workdir: pathlib.Path) -> Any:
@@ -36,7 +39,7 @@ def trained(config: Any, name: str, workdir: pathlib.Path) -> Any:
     return net
 
 
-def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
+def run(config: Any, workdir: pathlib.Path) -> list[pages.Figure]:
     """The experiment (see the module docstring); returns the figures it wrote into `workdir`."""
     figures, spectra, mean_freqs, results, freqs = [], {}, {}, {}, None
     for name in config.nets:
@@ -45,10 +48,10 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
         label = config.labels[name]
         arch = subject.arch  # compares built-in nets' first layers (ValueError for a user's model)
         w = np.asarray(subject.built.params[arch.convs[0].name]["w"])
-        freqs, spectra[label] = visualize.radial_spectrum(w, config.spectrum_size)
-        mean_freqs[label] = visualize.mean_frequency(w, config.spectrum_size)
-        report.save_figure(viz.filter_grid(w, f"{label}: conv1 filters"), workdir / f"filters_{name}.png")
-        figures.append(report.Figure(f"filters_{name}.png", f"Layer 1 filters, {label}",
+        freqs, spectra[label] = spectrum.radial_spectrum(w, config.spectrum_size)
+        mean_freqs[label] = spectrum.mean_frequency(w, config.spectrum_size)
+        plots.save_figure(plots.filter_grid(w, f"{label}: conv1 filters"), workdir / f"filters_{name}.png")
+        figures.append(pages.Figure(f"filters_{name}.png", f"Layer 1 filters, {label}",
                                      f"The {w.shape[-1]} first-layer filters of the {label} net, each stretched to "
                                      f"its own range (Fig. 6 (b)/(c))."))
         source = subject_lib.subset(subject.data.eval, config.num_images)
@@ -56,29 +59,29 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
                         subject_lib.batches(subject, source, net_config.batch_size, net_config.num_threads),
                         k=config.k)
         maps = subject_lib.pick_maps(top.values[:, 0], config.maps_per_layer, config.seed)
-        tiles = visualize.top_tiles(subject.net, top, maps, subject_lib.images(subject, source), config.layer2)
+        cut = tiles.top_tiles(subject.net, top, maps, subject_lib.images(subject, source), config.layer2)
         file = f"top9_{config.layer2}_{name}.png"
-        report.save_figure(viz.top9_figure(tiles.projections, tiles.patches,
+        plots.save_figure(plots.top9_figure(cut.projections, cut.patches,
                                            f"{label}: {config.layer2} top {top.values.shape[1]}"), workdir / file)
-        figures.append(report.Figure(file, f"Layer 2 features, {label}",
+        figures.append(pages.Figure(file, f"Layer 2 features, {label}",
                                      f"Top-{top.values.shape[1]} projections (left) and image patches (right) of "
                                      f"{len(maps)} {config.layer2} maps of the {label} net (Fig. 6 (d)/(e)): "
                                      f"aliasing from a large conv1 stride shows as grid-like, blocky projections."))
         results[name] = {"label": label, "network": subject.source, "test_top1": subject.built.top1,
                          "mean_frequency": float(mean_freqs[label].mean()),
                          "dead_filters": int(np.sum(np.abs(w).max(axis=(0, 1, 2)) < 1e-6))}
-    report.save_figure(viz.spectrum_figure(freqs, spectra, mean_freqs, "conv1 frequency content"),
+    plots.save_figure(plots.spectrum_figure(freqs, spectra, mean_freqs, "conv1 frequency content"),
                        workdir / "spectrum.png")
-    figures.insert(0, report.Figure("spectrum.png", "Frequency content of the first-layer filters",
+    figures.insert(0, pages.Figure("spectrum.png", "Frequency content of the first-layer filters",
                                     "Left: the radially averaged power spectrum of the conv1 filters (mean removed, "
                                     "zero-padded to a common size, each normalized to unit power), averaged over "
                                     "filters. Right: the histogram of each filter's power-weighted mean frequency. "
                                     "The paper's complaint about 11x11/4 is a mix of very low and very high "
                                     "frequencies with few in between."))
-    report.write_json(workdir / "results.json", results)
+    files.write_json(workdir / "results.json", results)
     rows = [[r["label"], "—" if r["test_top1"] is None else f"{100 * r['test_top1']:.2f}",
              f"{r['mean_frequency']:.3f}"] for r in results.values()]
-    report.write_index(workdir, "First-layer filters and aliasing (Fig. 6)", figures,
+    pages.write_index(workdir, "First-layer filters and aliasing (Fig. 6)", figures,
                        tables=[("The two nets", ["conv1", "test top-1 %", "mean filter frequency (cycles/px)"],
                                 rows)])
     return figures

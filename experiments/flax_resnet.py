@@ -9,7 +9,7 @@ Nothing here knows zfjax's own networks: the model is ordinary Flax, trained wit
 mode, its running statistics kept in ``batch_stats``) and saved with orbax after every epoch, optimizer state
 included (a killed run resumes from the last finished epoch and ends with the same weights: each epoch's order is
 seeded by its number). `network` turns a trained run into a
-`zfjax.network.Network` with `zfjax.adapters`: BatchNorm runs in inference mode, the layers to show are the
+`zfjax.network.Network` with `zfjax.network.adapters`: BatchNorm runs in inference mode, the layers to show are the
 post-ReLU outputs the model sows, the epoch snapshots feed the feature evolution. Its ReLUs are written three ways
 (``nn.relu``, ``jnp.maximum(0., x)``, ``jnp.where(x > 0, x, 0)``); the rules find them all.
 """
@@ -29,9 +29,10 @@ import numpy as np
 import optax
 from absl import logging
 
-from zfjax import adapters, report
+from zfjax import files
 from zfjax import network as zfjax_network
 from zfjax.data import fashion_mnist
+from zfjax.network import adapters
 
 MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST's pixel mean and standard deviation (pixels in [0, 1])
 LAYERS = ("stem", "block1", "block2", "block3")
@@ -182,7 +183,7 @@ def run(config: Any, workdir: pathlib.Path) -> dict:
     test_images, test_labels = fashion_mnist.load("test", config.data_dir or fashion_mnist.DEFAULT_DIR)
     summary = {"epochs": config.epochs, "train_images": len(images),
                "test_top1": accuracy(variables, test_images, test_labels)}
-    report.write_json(pathlib.Path(workdir) / "results.json", summary)
+    files.write_json(pathlib.Path(workdir) / "results.json", summary)
     return summary
 
 

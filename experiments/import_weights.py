@@ -4,10 +4,10 @@
     python -m experiments.import_weights --weights=alexnet-owt-7be5be79.pth --workdir=runs/alexnet_tv  # needs torch
 
 ``--arch`` (default ``alexnet_torchvision``) names the zfjax architecture, ``--layout`` the key layout
-(``torchvision`` or ``named``; guessed from the keys when left out, see `zfjax.weights`). The parameters are written
-as checkpoint ``--step`` (default 0) of the empty workdir; `zfjax.checkpoints.latest(workdir)` returns them. With
+(``torchvision`` or ``named``; guessed from the keys when left out, see `zfjax.network.weights`). The parameters are written
+as checkpoint ``--step`` (default 0) of the empty workdir; `zfjax.training.checkpoints.latest(workdir)` returns them. With
 ``--normalization`` (default for torchvision's layout: torchvision's ImageNet mean and std) the workdir also records
-the network, so `zfjax.trained.load_net(workdir)` and ``--config.checkpoint=<workdir>`` use it with no config.
+the network, so `zfjax.training.trained.load_net(workdir)` and ``--config.checkpoint=<workdir>`` use it with no config.
 """
 from __future__ import annotations
 
@@ -19,15 +19,16 @@ import pathlib
 from absl import app, flags
 
 from experiments import cli
-from zfjax import checkpoints, models, trained, weights
+from zfjax.network import models, weights
+from zfjax.training import checkpoints, trained
 
 def import_weights(path: str | os.PathLike, workdir: str | os.PathLike, arch_name: str = "alexnet_torchvision", *,
                    layout: str | None = None, num_classes: int = 0, step: int = 0, normalization: str = "",
                    pixel_scale: float = 1.0) -> pathlib.Path:
-    """Load `path` with `zfjax.weights.load` for `arch_name` and write it as checkpoint `step` of `workdir`.
+    """Load `path` with `zfjax.network.weights.load` for `arch_name` and write it as checkpoint `step` of `workdir`.
 
-    With a `normalization` (`zfjax.trained.normalization`: "torchvision" or per-channel mean pixel values, those
-    with `pixel_scale`), the workdir also records the network, so `zfjax.trained.load_net` reads it with no
+    With a `normalization` (`zfjax.training.trained.normalization`: "torchvision" or per-channel mean pixel values, those
+    with `pixel_scale`), the workdir also records the network, so `zfjax.training.trained.load_net` reads it with no
     config; "" means "torchvision" for torchvision's layout, and no record for other layouts.
     """
     arch = models.get(arch_name, **({"num_classes": num_classes} if num_classes else {}))

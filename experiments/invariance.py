@@ -18,7 +18,9 @@ import numpy as np
 from experiments import images as images_lib
 from experiments import subject as subject_lib
 from experiments.subject import Subject
-from zfjax import analysis_viz, invariance, report
+from zfjax import files
+from zfjax.analyses import invariance
+from zfjax.pictures import pages, plots
 
 EXAMPLES = 5  # transformed copies of the first image shown above each column
 
@@ -40,7 +42,7 @@ def examples(subject: Subject, image: np.ndarray, sweep_list, fill: float) -> di
     return out
 
 
-def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
+def run(config: Any, workdir: pathlib.Path) -> list[pages.Figure]:
     """The whole experiment; returns the figures it wrote (for the demo's report)."""
     workdir = pathlib.Path(workdir)
     subject = subject_lib.load(config)
@@ -50,15 +52,15 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
     result = sweeps(config, subject, x, labels, layers)
     names = [names[int(y)] for y in labels]
     titles = {name: f"layer {k} ({name}): distance to original" for k, name in zip(config.layers, layers)}
-    fig = analysis_viz.invariance_figure(result, titles, names, examples(subject, x[0], result, config.fill))
+    fig = plots.invariance_figure(result, titles, names, examples(subject, x[0], result, config.fill))
     fig.suptitle(f"Invariance (Fig. 5): {subject.describe()}", y=0.995)
-    report.save_figure(fig, workdir / "invariance.png")
-    report.write_json(workdir / "results.json", {
+    plots.save_figure(fig, workdir / "invariance.png")
+    files.write_json(workdir / "results.json", {
         "network": subject.source, "images": names, "layers": layers,
         "sweeps": {sw.kind: {"values": sw.values, "prob_true": sw.prob_true,
                              "distance": sw.distance} for sw in result},
         "config": config.to_dict()})
-    figures = [report.Figure(
+    figures = [pages.Figure(
         "invariance.png", "Invariance to translation, scale and rotation (Fig. 5)",
         f"Columns: vertical translation, scale, rotation; the top strip shows the first image ({names[0]}) at a "
         f"few values (outside the image: the mean pixel). Rows 2-3: Euclidean distance between the feature vectors "
@@ -66,7 +68,7 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
         f"{config.layers[-1]} ({layers[-1]}); row 4: the probability of the true class. One line per image. "
         f"The paper finds large changes at layer 1 for small transforms, smaller (quasi-linear) ones at layer 7, "
         f"and an output that is invariant to translation and scale but not to rotation.")]
-    report.write_index(workdir, "Invariance (Fig. 5)", figures, intro=f"Network: {subject.describe()}; "
+    pages.write_index(workdir, "Invariance (Fig. 5)", figures, intro=f"Network: {subject.describe()}; "
                        f"images: {', '.join(names)}. {subject.caveat()}")
     return figures
 

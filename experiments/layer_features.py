@@ -1,6 +1,6 @@
 """Table 7: how discriminative each layer is. Features of layers 1-7 of a trained net (maps max-pooled into a
 grid x grid layout, or the map's size where
-it is smaller, and flattened, see `zfjax.features`), a linear SVM (scikit-learn `LinearSVC`) and a softmax per
+it is smaller, and flattened, see `zfjax.analyses.features`), a linear SVM (scikit-learn `LinearSVC`) and a softmax per
 layer, N training images per class; mean ± std over random splits, plotted against depth.
 
     python -m experiments.layer_features --config=experiments/configs/layer_features.py:digits \
@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 
 from experiments import cli
-from zfjax import features, report, transfer, viz
+from zfjax import files
+from zfjax.analyses import features, transfer
 from zfjax.data import transfer as transfer_data
+from zfjax.pictures import pages, plots
 
 # The paper's Table 7 (accuracy %, Caltech-101 at 30/class, Caltech-256 at 60/class), by paper layer number.
 PAPER = {
@@ -56,7 +58,7 @@ def layer_accuracies(config: Any, feats: np.ndarray, labels: np.ndarray, num_cla
 def figure(config: Any, layers: tuple[str, ...], acc: dict[str, dict[str, list[float]]]):
     """Accuracy against depth, one line per classifier (mean ± std over splits)."""
     depth = np.arange(1, len(layers) + 1)
-    return viz.accuracy_curves(depth, {k: [acc[layer][k] for layer in layers] for k in CLASSIFIERS}, xlabel="layer",
+    return plots.accuracy_curves(depth, {k: [acc[layer][k] for layer in layers] for k in CLASSIFIERS}, xlabel="layer",
                                title=f"{config.dataset}, {config.shots} training images per class",
                                xticklabels=[f"{d}\n{layer}" for d, layer in zip(depth, layers)])
 
@@ -84,14 +86,14 @@ def run(config: Any, workdir: pathlib.Path) -> dict[str, Any]:
     results = {"dataset": config.dataset, "shots": config.shots, "layers": list(layers), "dims": dims,
                "accuracy": acc, "pretrained_step": net.step, "table": {"header": header, "rows": rows},
                "config": config.to_dict()}
-    report.write_json(workdir / "results.json", results)
-    report.write_text(workdir / "results.md", report.markdown_table(header, rows) + "\n")
-    report.save_figure(figure(config, layers, acc), workdir / "accuracy_vs_layer.png")
+    files.write_json(workdir / "results.json", results)
+    files.write_text(workdir / "results.md", pages.markdown_table(header, rows) + "\n")
+    plots.save_figure(figure(config, layers, acc), workdir / "accuracy_vs_layer.png")
     caption = "Test accuracy (%) measured here" + (
         "; 'paper' columns from the paper's Table 7 (ImageNet-pretrained ZFNet)" if paper else
         " (the paper reports no numbers for this dataset)")
-    report.write_index(workdir, f"Features of each layer on {config.dataset} (Table 7)", [
-        report.Figure("accuracy_vs_layer.png", "Accuracy against depth",
+    pages.write_index(workdir, f"Features of each layer on {config.dataset} (Table 7)", [
+        pages.Figure("accuracy_vs_layer.png", "Accuracy against depth",
                       f"Linear SVM and softmax on the features of each layer, {config.shots} training images per "
                       f"class, mean ± std over {config.num_splits} splits.")],
         intro=f"Maps max-pooled into a {config.grid}x{config.grid} grid and flattened; fc layers as they are. "

@@ -3,8 +3,8 @@ map's total activation, its projections for a few square positions, p(true class
 
     python -m experiments.occlusion --config=experiments/configs/occlusion.py --workdir=runs/occlusion
 
-The maps come from `zfjax.occlusion.occlusion_maps` (a built-in net's incremental receptive-field-cone path; brute
-force for a user's model, ``--config.model=...``), the projections from `zfjax.visualize.project_units`. Writes ``occlusion.png``, ``results.json`` (the maps) and ``index.html``.
+The maps come from `zfjax.analyses.occlusion.occlusion_maps` (a built-in net's incremental receptive-field-cone path; brute
+force for a user's model, ``--config.model=...``), the projections from `zfjax.tiles.project_units`. Writes ``occlusion.png``, ``results.json`` (the maps) and ``index.html``.
 """
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ import numpy as np
 from experiments import images as images_lib
 from experiments import subject as subject_lib
 from experiments.subject import Subject
-from zfjax import analysis_viz, correspondence, occlusion, report, visualize
+from zfjax import files
+from zfjax.analyses import correspondence, occlusion
+from zfjax.pictures import pages, plots, tiles
 
 
 def corners(maps: occlusion.Maps, stride: int, k: int) -> list[tuple[int, int]]:
@@ -33,7 +35,7 @@ def corners(maps: occlusion.Maps, stride: int, k: int) -> list[tuple[int, int]]:
     return [(int(i) * stride, int(j) * stride) for i, j in cells[:k]]
 
 
-def panel(config: Any, subject: Subject, layer: str, x: np.ndarray, label: int) -> analysis_viz.OcclusionPanel:
+def panel(config: Any, subject: Subject, layer: str, x: np.ndarray, label: int) -> plots.OcclusionPanel:
     """The maps, the unoccluded activation map and the projections for one image."""
     net = subject.net
     maps = occlusion.occlusion_maps(net, None, x, label, patch=config.patch, stride=config.stride,
@@ -43,12 +45,12 @@ def panel(config: Any, subject: Subject, layer: str, x: np.ndarray, label: int) 
     batch = np.concatenate([x[None], correspondence.mask(np.repeat(x[None], len(at), 0), boxes, config.fill)])
     acts = np.asarray(net.feature_map(layer)(net.variables, batch))[..., maps.channel]  # (B, h, w)
     strongest = np.stack(np.unravel_index(acts.reshape(len(batch), -1).argmax(1), acts.shape[1:]), 1)
-    projections = visualize.project_units(net, layer, batch, np.full(len(batch), maps.channel), strongest)
-    return analysis_viz.OcclusionPanel(net.to_display(batch[2]), at[1], label, maps, acts[0], projections,
+    projections = tiles.project_units(net, layer, batch, np.full(len(batch), maps.channel), strongest)
+    return plots.OcclusionPanel(net.to_display(batch[2]), at[1], label, maps, acts[0], projections,
                                        [None] + at)
 
 
-def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
+def run(config: Any, workdir: pathlib.Path) -> list[pages.Figure]:
     """The whole experiment; returns the figures it wrote (for the demo's report)."""
     workdir = pathlib.Path(workdir)
     if config.projections < 2:
@@ -59,16 +61,16 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
     x, labels = images_lib.load(config, subject)
     names = subject.class_names(config)
     panels = [panel(config, subject, layer, xi, int(y)) for xi, y in zip(x, labels)]
-    fig = analysis_viz.occlusion_figure(panels, names,
+    fig = plots.occlusion_figure(panels, names,
                                         patch=config.patch, stride=config.stride, layer=layer)
     fig.suptitle(f"Occlusion sensitivity (Fig. 7): {subject.describe()}", y=1.0)
-    report.save_figure(fig, workdir / "occlusion.png")
-    report.write_json(workdir / "results.json", {
+    plots.save_figure(fig, workdir / "occlusion.png")
+    files.write_json(workdir / "results.json", {
         "network": subject.source, "layer": layer,
         "images": [{"label": names[p.label], "channel": p.maps.channel, "prob_true": p.maps.prob_true,
                     "top_label": p.maps.top_label, "feature": p.maps.feature, "projected_at": p.corners[1:]}
                    for p in panels], "config": config.to_dict()})
-    figures = [report.Figure(
+    figures = [pages.Figure(
         "occlusion.png", "Occlusion sensitivity (Fig. 7)",
         f"One row per image. (a) the image with the {config.patch}x{config.patch} grey square (the mean pixel) where "
         f"it lowers p(true class) most; (b) the {layer} feature map with the largest total activation on the "
@@ -77,7 +79,7 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
         f"with the square at the black boxes (where the map drops most, where p(true) is lowest, and far away); "
         f"(e) p(true class) and (f) the most probable class as functions of the square's position. Dark/cold "
         f"regions in (c) and (e) are the parts of the image the feature and the classifier rely on.")]
-    report.write_index(workdir, "Occlusion sensitivity (Fig. 7)", figures,
+    pages.write_index(workdir, "Occlusion sensitivity (Fig. 7)", figures,
                        intro=f"Network: {subject.describe()}. {subject.caveat()}")
     return figures
 

@@ -19,9 +19,14 @@ from typing import Any, Callable, Iterator, Sequence
 import jax
 import numpy as np
 
-from zfjax import invariance, models, network, train, trained, weights
-from zfjax.data import Data, fashion_mnist, info as data_info, load as load_data, pipeline
+from zfjax import network
+from zfjax.analyses import invariance
+from zfjax.data import Data, fashion_mnist, pipeline
+from zfjax.data import info as data_info
+from zfjax.data import load as load_data
 from zfjax.data import transfer as transfer_data
+from zfjax.network import models, weights
+from zfjax.training import train, trained
 
 PRESET_OF = {"fashion_mnist": "fashion_mnist", "imagenet2012": "zfnet"}  # a dataset's preset, for messages
 RANDOM = "random initial weights"  # the source of `random_net`'s networks
@@ -77,7 +82,7 @@ class Subject:
 
     def layers(self, wanted: Sequence) -> list[str]:
         """The layer names of `wanted`: names as they are; numbers are the paper's layers (built-in nets:
-        `zfjax.invariance.paper_layer`; a user's model: its maps then its vectors, 1 the first, 7 the last);
+        `zfjax.analyses.invariance.paper_layer`; a user's model: its maps then its vectors, 1 the first, 7 the last);
         empty: the network's own (a built-in net's conv layers, a user's model's listed maps)."""
         if not wanted:
             convs = [c.name for c in self.built.arch.convs] if self.built is not None else list(self.net.layers)
@@ -146,7 +151,7 @@ def from_checkpoint(config: Any) -> trained.Net:
 
 
 def from_weights(config: Any) -> trained.Net:
-    """Imported weights (`zfjax.weights`): torchvision's layout is torchvision's AlexNet, any other the preset's
+    """Imported weights (`zfjax.network.weights`): torchvision's layout is torchvision's AlexNet, any other the preset's
     architecture; inputs normalized by ``config.normalization`` (module `experiments.configs.visual`)."""
     state = weights.read(config.weights)
     layout = config.weights_layout or weights.guess_layout(state)

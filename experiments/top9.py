@@ -19,22 +19,24 @@ from absl import logging
 
 from experiments import subject as subject_lib
 from experiments.subject import Subject
-from zfjax import report, topk, visualize, viz
+from zfjax import files
+from zfjax.analyses import topk
+from zfjax.pictures import pages, plots, tiles
 
 
 def layer_figure(subject: Subject, config: Any, source: Any, layer: str, workdir: pathlib.Path) -> tuple[
-        report.Figure, dict]:
+        pages.Figure, dict]:
     """Scan `source` for `layer`'s top k, project those of the chosen maps, save the figure; (figure, results)."""
     logging.info("top-%d scan of %s over %d images", config.k, layer, len(source))
     net = subject.net
     top = topk.scan(net.feature_map(layer), net.variables,
                     subject_lib.batches(subject, source, config.batch_size, config.num_threads), k=config.k)
     maps = subject_lib.pick_maps(top.values[:, 0], config.maps_per_layer, config.seed)
-    tiles = visualize.top_tiles(net, top, maps, subject_lib.images(subject, source), layer)
-    size = tiles.projections.shape[2]
+    cut = tiles.top_tiles(net, top, maps, subject_lib.images(subject, source), layer)
+    size = cut.projections.shape[2]
     title = f"{layer}: top {top.values.shape[1]} of {len(source)} images, {len(maps)} of " \
             f"{top.values.shape[0]} maps (tiles of {size}x{size} pixels)"
-    report.save_figure(viz.top9_figure(tiles.projections, tiles.patches, title), workdir / f"top9_{layer}.png")
+    plots.save_figure(plots.top9_figure(cut.projections, cut.patches, title), workdir / f"top9_{layer}.png")
     caption = (f"Each 3x3 block on the left is one feature map of {layer} (maps {', '.join(map(str, maps))}, "
                f"read row by row): its {top.values.shape[1]} strongest activations over the split, each projected "
                f"back to pixels by the deconvnet (grey = 0; each projection stretched to its own range). The block "
@@ -42,10 +44,10 @@ def layer_figure(subject: Subject, config: Any, source: Any, layer: str, workdir
                f"grey beyond the image border). Compare Fig. 2 of the paper.")
     results = {"maps": maps, "values": top.values[maps], "image": top.image[maps], "h": top.h[maps],
                "w": top.w[maps]}
-    return report.Figure(f"top9_{layer}.png", f"Top {config.k} of {layer}", caption), results
+    return pages.Figure(f"top9_{layer}.png", f"Top {config.k} of {layer}", caption), results
 
 
-def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
+def run(config: Any, workdir: pathlib.Path) -> list[pages.Figure]:
     """The experiment (see the module docstring); returns the figures it wrote into `workdir`."""
     subject = subject_lib.load(config)
     source = subject_lib.subset(subject.data.eval, config.num_images)
@@ -54,19 +56,19 @@ def run(config: Any, workdir: pathlib.Path) -> list[report.Figure]:
     for layer in subject.layers(config.layers):
         figure, results[layer] = layer_figure(subject, config, source, layer, workdir)
         figures.append(figure)
-    report.write_json(workdir / "results.json", {"network": subject.source, "num_images": len(source), **results})
-    report.write_index(workdir, "Top-9 activations per feature map (Fig. 2)", figures,
+    files.write_json(workdir / "results.json", {"network": subject.source, "num_images": len(source), **results})
+    pages.write_index(workdir, "Top-9 activations per feature map (Fig. 2)", figures,
                        intro=f"Network: {subject.describe()}; images: {len(source)} of the evaluation split "
                              f"({subject.data.name}). {subject.caveat()}")
     return figures
 
 
-def filters_figure(subject: Subject, workdir: pathlib.Path) -> report.Figure:
+def filters_figure(subject: Subject, workdir: pathlib.Path) -> pages.Figure:
     """A built-in net's first-layer filters themselves."""
-    report.save_figure(viz.filter_grid(np.asarray(subject.built.params["conv1"]["w"]), "conv1 filters"),
+    plots.save_figure(plots.filter_grid(np.asarray(subject.built.params["conv1"]["w"]), "conv1 filters"),
                        workdir / "conv1_filters.png")
     c1 = subject.arch.conv("conv1")
-    return report.Figure("conv1_filters.png", "Layer 1 filters",
+    return pages.Figure("conv1_filters.png", "Layer 1 filters",
                          f"The {c1.features} first-layer filters ({c1.kernel}x{c1.kernel}, stride {c1.stride}) "
                          f"themselves, each stretched to its own range (white = largest weight).")
 

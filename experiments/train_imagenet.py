@@ -17,7 +17,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import cli, distributed
-from zfjax import train
+from zfjax.training import train
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, snapshots, metrics and figures.",
                                required=True)

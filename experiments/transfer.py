@@ -18,8 +18,11 @@ from typing import Any
 import numpy as np
 
 from experiments import cli
-from zfjax import report, trained, transfer, viz
+from zfjax import files
+from zfjax.analyses import transfer
 from zfjax.data import transfer as transfer_data
+from zfjax.pictures import pages, plots
+from zfjax.training import trained
 
 # The paper's accuracies (%, mean ± std over 5 splits) per dataset and N: (pre-trained + softmax, from scratch).
 PAPER = {
@@ -73,7 +76,7 @@ def figure(config: Any, runs: dict[int, list[dict[str, float]]], layer: str):
     kinds = (("pretrained", f"frozen up to {layer} + softmax"), ("scratch", "from scratch"))
     series = {label: [[r[kind] for r in runs[n]] for n in config.shots]
               for kind, label in kinds if kind in runs[config.shots[0]][0]}
-    return viz.accuracy_curves(config.shots, series, xlabel="training images per class",
+    return plots.accuracy_curves(config.shots, series, xlabel="training images per class",
                                title=f"transfer to {config.dataset}")
 
 
@@ -90,13 +93,13 @@ def run(config: Any, workdir: pathlib.Path) -> dict[str, Any]:
                "dropped_duplicates": dropped, "pretrained_step": net.step, "feature_layer": layer,
                "runs": {str(n): r for n, r in runs.items()}, "table": {"header": header, "rows": rows},
                "config": config.to_dict()}
-    report.write_json(workdir / "results.json", results)
-    report.write_text(workdir / "results.md", report.markdown_table(header, rows) + "\n")
-    report.save_figure(figure(config, runs, layer), workdir / "accuracy_vs_shots.png")
+    files.write_json(workdir / "results.json", results)
+    files.write_text(workdir / "results.md", pages.markdown_table(header, rows) + "\n")
+    plots.save_figure(figure(config, runs, layer), workdir / "accuracy_vs_shots.png")
     caption = (f"Test accuracy (%) on {config.dataset}, mean ± std over {config.num_splits} random splits; "
                f"rows marked 'paper' are the paper's numbers (ImageNet-pretrained ZFNet), the others ours")
-    report.write_index(workdir, f"Transfer to {config.dataset} (Tables 4/5, Fig. 9)", [
-        report.Figure("accuracy_vs_shots.png", "Accuracy against training images per class (Fig. 9)",
+    pages.write_index(workdir, f"Transfer to {config.dataset} (Tables 4/5, Fig. 9)", [
+        pages.Figure("accuracy_vs_shots.png", "Accuracy against training images per class (Fig. 9)",
                       "Mean ± std over the random splits; frozen pre-trained features vs the same net from scratch.")],
         intro=f"Pre-trained net: {config.pretrain_workdir} (step {net.step}); {len(data.labels)} images, "
               f"{num_classes} classes, {dropped} duplicates of pre-training images dropped.",

@@ -16,8 +16,11 @@ from typing import Any
 import numpy as np
 
 from experiments import cli
-from zfjax import report, trained, transfer, viz
+from zfjax import files
+from zfjax.analyses import transfer
 from zfjax.data import transfer as transfer_data
+from zfjax.pictures import pages, plots
+from zfjax.training import trained
 
 # The paper's Table 6 (AP %, VOC 2012 test), in the order of TFDS's class names; mean 79.0.
 PAPER = {"aeroplane": 96.0, "bicycle": 77.1, "bird": 88.4, "boat": 85.5, "bottle": 55.8, "bus": 85.8, "car": 78.6,
@@ -35,7 +38,7 @@ def features(net: trained.Net, data: transfer_data.Labelled, batch_size: int) ->
 
 def figure(classes: tuple[str, ...], ap: np.ndarray):
     """Per-class AP, ours beside the paper's."""
-    return viz.grouped_bars(classes, {"ours (validation)": 100 * np.nan_to_num(ap),
+    return plots.grouped_bars(classes, {"ours (validation)": 100 * np.nan_to_num(ap),
                                       "paper (test)": [PAPER.get(c, np.nan) for c in classes]},
                             ylabel="average precision (%)", rotation=45)
 
@@ -56,11 +59,11 @@ def run(config: Any, workdir: pathlib.Path) -> dict[str, Any]:
     results = {"classes": list(classes), "average_precision": ap, "mean_ap": transfer.mean_ap(ap),
                "num_train": len(train_data.labels), "num_validation": len(val_data.labels), "pretrained_step": net.step,
                "table": {"header": header, "rows": rows}, "config": config.to_dict()}
-    report.write_json(workdir / "results.json", results)
-    report.write_text(workdir / "results.md", report.markdown_table(header, rows) + "\n")
-    report.save_figure(figure(classes, ap), workdir / "average_precision.png")
-    report.write_index(workdir, "PASCAL VOC 2012 classification (Table 6)", [
-        report.Figure("average_precision.png", "Average precision per class",
+    files.write_json(workdir / "results.json", results)
+    files.write_text(workdir / "results.md", pages.markdown_table(header, rows) + "\n")
+    plots.save_figure(figure(classes, ap), workdir / "average_precision.png")
+    pages.write_index(workdir, "PASCAL VOC 2012 classification (Table 6)", [
+        pages.Figure("average_precision.png", "Average precision per class",
                       "Ours on the validation split (trained on train) beside the paper's on the test server.")],
         intro=f"One-vs-all logistic classifiers on {net.arch.fcs[-1].name} features of {config.pretrain_workdir} "
               f"(step {net.step}); {len(train_data.labels)} train, {len(val_data.labels)} validation images.",

@@ -1,11 +1,11 @@
 """A user's own Flax model, for ``--config.model=flax_net:network`` in tests: two conv + ReLU + max-pool stages
-and a dense classifier on 28x28 grey images (random weights, fixed seed), wrapped by `zfjax.adapters.network`.
+and a dense classifier on 28x28 grey images (random weights, fixed seed), wrapped by `zfjax.network.adapters.network`.
 The rectified maps are sown as ``conv_a`` and ``conv_b``, the points the explorer shows."""
 import flax.linen as nn
 import jax
 import numpy as np
 
-from zfjax import adapters
+from zfjax.network import adapters
 
 
 class Net(nn.Module):

@@ -5,8 +5,9 @@ import pytest
 
 from experiments import ablations as ablations_exp
 from experiments.configs import ablation, ablations as ablations_config, fashion_mnist
-from zfjax import ablations, models, train
 from zfjax.data import load as load_data
+from zfjax.network import models
+from zfjax.training import ablations, train
 
 
 def test_scale_overrides_keeps_the_papers_ratios():

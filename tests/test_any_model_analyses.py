@@ -1,5 +1,5 @@
 """Every analysis of the paper on a model zfjax does not know (a small Flax ResNet with BatchNorm), as a
-zfjax.network.Network from zfjax.adapters: top-k scan, top-9 tiles, occlusion, invariance, correspondence, each
+zfjax.network.Network from zfjax.network.adapters: top-k scan, top-9 tiles, occlusion, invariance, correspondence, each
 against a direct computation with the model itself."""
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zfjax import adapters, correspondence, deconv, invariance, network, occlusion, topk, visualize
+from zfjax import deconv, network
+from zfjax.analyses import correspondence, invariance, occlusion, topk
+from zfjax.network import adapters
+from zfjax.pictures import tiles
 
 
 class Net(nn.Module):
@@ -62,20 +65,20 @@ def test_topk_scan_of_a_feature_function_equals_brute_force(net, images):
 
 def test_top_tiles_hold_the_projection_of_the_same_unit(net, images):
     top = topk.scan(net.features("block"), net.variables, [images], k=2)
-    tiles = visualize.top_tiles(net, top, [1, 4], lambda i: (images[i], np.full_like(images[i], 0.25)), "block")
+    cut = tiles.top_tiles(net, top, [1, 4], lambda i: (images[i], np.full_like(images[i], 0.25)), "block")
     fn = lambda x: net.features("block")(net.variables, x)  # noqa: E731
-    field = visualize.field(net, "block")
+    field = tiles.field(net, "block")
     for m, c in enumerate([1, 4]):
         for j in range(2):
             i, pos = top.image[c, j], np.array([top.h[c, j], top.w[c, j]])
             want = np.asarray(deconv.project_fn(fn, images[i][None], c, pos, crop=False))[0]
-            y0, y1, x0, x1 = tiles.windows[m, j]
+            y0, y1, x0, x1 = cut.windows[m, j]
             assert (y1 - y0, x1 - x0) == field.size()
             inside = np.zeros(want.shape[:2], bool)
             inside[max(y0, 0):y1, max(x0, 0):x1] = True
             assert np.all(want[~inside] == 0) and np.abs(want).max() > 0  # the tile holds the whole projection
             big = np.pad(want, ((16, 16), (16, 16), (0, 0)))  # zeros outside the image, as the tile has
-            np.testing.assert_allclose(tiles.projections[m, j], big[y0 + 16:y1 + 16, x0 + 16:x1 + 16], rtol=1e-5,
+            np.testing.assert_allclose(cut.projections[m, j], big[y0 + 16:y1 + 16, x0 + 16:x1 + 16], rtol=1e-5,
                                        atol=1e-7)
 
 

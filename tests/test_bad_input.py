@@ -6,7 +6,10 @@ import pytest
 
 from test_checkpoints import _iterator
 from test_train import tiny_config
-from zfjax import checkpoints, deconv, features, models, occlusion, receptive_field, topk, train, weights
+from zfjax import deconv
+from zfjax.analyses import features, occlusion, topk
+from zfjax.network import models, receptive_field, weights
+from zfjax.training import checkpoints, train
 
 ARCH = models.get("small")  # 28x28x1, 10 classes; conv2 has 64 maps of 14x14
 OTHER = models.get("small", conv1={"features": 16})

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zfjax import checkpoints
 from zfjax.data import pipeline
+from zfjax.training import checkpoints
 
 
 def _iterator():

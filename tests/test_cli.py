@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, subprocess_env
-from zfjax import models, trained, weights
 from zfjax.data import fashion_mnist
+from zfjax.network import models, weights
+from zfjax.training import trained
 
 pytestmark = pytest.mark.skipif(not __import__("pathlib").Path(fashion_mnist.DEFAULT_DIR).is_dir(),
                                 reason="needs the embedded Fashion-MNIST files")

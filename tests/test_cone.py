@@ -1,5 +1,5 @@
 """Receptive fields and cones of any function, from its jaxpr: receptive_field.Field against the gradient support
-(brute force) of positive linear twins, and the cropped projection (zfjax.cone) against the whole VJP on the shapes
+(brute force) of positive linear twins, and the cropped projection (zfjax.deconv.cone) against the whole VJP on the shapes
 that make windows hard: strides, dilation, padding, residual paths, slices, concatenation, groups; and the
 functions whose cone cannot be proved, which fall back to the whole VJP."""
 from __future__ import annotations
@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from jax import lax
 
-from zfjax import cone, deconv, models
-from zfjax import program as pg
-from zfjax.receptive_field import Field, receptive_field
+from zfjax import deconv
+from zfjax.deconv import cone
+from zfjax.deconv import program as pg
+from zfjax.network import models
+from zfjax.network.receptive_field import Field, receptive_field
 
 DN = ("NHWC", "HWIO", "NHWC")
 

@@ -5,7 +5,8 @@ import jax
 import numpy as np
 import pytest
 
-from zfjax import correspondence, models
+from zfjax.analyses import correspondence
+from zfjax.network import models
 
 ARCH = models.get("small", conv3={"features": 8}, conv4={"features": 8}, conv5={"features": 8},
                   fc6={"features": 16}, fc7={"features": 16})

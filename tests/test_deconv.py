@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zfjax import deconv, layers, models, rules
+from zfjax import deconv
+from zfjax.deconv import rules
+from zfjax.network import layers, models
 
 STATIC = ("arch", "layer", "rule", "lcn_rule")
 
@@ -312,12 +314,12 @@ def test_bad_inputs_raise_clear_errors(small):
 
 
 def test_normalize_projection_for_display():
-    from zfjax import viz
+    from zfjax.pictures import plots
     p = np.stack([np.linspace(-2.0, 1.0, 12).reshape(2, 2, 3), np.zeros((2, 2, 3)), np.full((2, 2, 3), 0.25)])
-    out = viz.normalize_projection(p)
+    out = plots.normalize_projection(p)
     assert out.shape == p.shape and out.min() >= 0 and out.max() <= 1
     np.testing.assert_allclose(out[0], 0.5 + p[0] / 4)  # per projection: the largest |value| (2) goes to 0
     np.testing.assert_array_equal(out[1], 0.5)  # a unit that did not fire: uniform grey
     np.testing.assert_array_equal(out[2], 1.0)
     with pytest.raises(ValueError, match="H, W, C"):
-        viz.normalize_projection(np.zeros((4, 4)))
+        plots.normalize_projection(np.zeros((4, 4)))

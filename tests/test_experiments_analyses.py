@@ -1,5 +1,6 @@
 """The invariance, occlusion and correspondence experiments end to end on the tiny net (random weights) and a few
 Fashion-MNIST test images: each writes its figures, results.json and an index.html that shows them."""
+from zfjax.pictures import pages
 import html
 import json
 
@@ -10,7 +11,6 @@ from experiments import correspondence, demo, invariance, occlusion
 from experiments.configs import correspondence as correspondence_config
 from experiments.configs import invariance as invariance_config
 from experiments.configs import occlusion as occlusion_config
-from zfjax import report
 
 pytestmark = pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").is_dir(),
                                 reason="needs the embedded Fashion-MNIST files")
@@ -71,7 +71,7 @@ def test_demo_page_shows_the_correspondence_table(tmp_path):
     table = json.loads((tmp_path / "correspondence" / "results.json").read_text())["table"]
     [(caption, header, rows)] = demo.tables(tmp_path, ["correspondence", "occlusion"])  # occlusion: no table
     assert (header, rows) == (table["header"], table["rows"]) and "correspondence/index.html" in caption
-    report.write_index(tmp_path, "demo", [], tables=demo.tables(tmp_path, ["correspondence"]))
+    pages.write_index(tmp_path, "demo", [], tables=demo.tables(tmp_path, ["correspondence"]))
     page = (tmp_path / "index.html").read_text()
     assert all(f"<td>{html.escape(str(cell))}</td>" in page for row in rows for cell in row)
 

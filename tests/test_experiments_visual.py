@@ -8,7 +8,8 @@ import pytest
 
 from experiments import demo, subject, top9
 from experiments.configs import top9 as top9_config
-from zfjax import checkpoints, weights
+from zfjax.network import weights
+from zfjax.training import checkpoints
 
 MINE = ("top9", "evolution", "filters")
 

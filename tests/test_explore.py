@@ -17,9 +17,12 @@ import browser
 from conftest import ROOT, reference_tile
 from experiments import demo, explore, subject
 from experiments.configs import explore as explore_config
-from zfjax import deconv, explorer, models, sprites, topk, visualize, viz
+from zfjax import deconv
+from zfjax.analyses import topk
 from zfjax.data import pipeline
-from zfjax.receptive_field import receptive_field
+from zfjax.network import models
+from zfjax.pictures import explorer, plots, sprites, tiles
+from zfjax.network.receptive_field import receptive_field
 
 ARTIFACTS = ROOT / "artifacts" / "explorer"
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
@@ -61,7 +64,7 @@ def _reference_tiles(b: dict, layer: str, record: dict) -> dict[tuple[str, int],
         for rule in rules:
             p = np.asarray(_project(arch, params, image, layer, record["unit"], position=np.array([t["h"], t["w"]]),
                                     rule=rule))[0]
-            out[(rule, j)] = sprites.pixels(viz.normalize_projection(reference_tile(p, t["window"], 0.0)))
+            out[(rule, j)] = sprites.pixels(plots.normalize_projection(reference_tile(p, t["window"], 0.0)))
         out[("patch", j)] = sprites.pixels(reference_tile(b["display"][t["image"]], t["window"], 0.5))
     return out
 
@@ -97,7 +100,7 @@ def test_unit_data_equals_topk_scan_and_the_activations(built):
     for layer in LAYERS:
         top = topk.scan(arch, params, [x[:16], x[16:]], layer=layer, k=site["histogram_k"])
         a = np.asarray(acts[layer], np.float64)
-        tile_size = visualize.field(built["subject"].net, layer).size()
+        tile_size = tiles.field(built["subject"].net, layer).size()
         for c, record in enumerate(layers[layer]["units"]):
             assert record["unit"] == c and len(record["top"]) == 9
             assert [t["image"] for t in record["top"]] == top.image[c, :9].tolist()

@@ -10,8 +10,11 @@ import pytest
 import flax_net
 from experiments import explore, subject
 from experiments.configs import explore as explore_config
-from zfjax import deconv, explorer, projection, sprites, topk, viz
+from zfjax import deconv
+from zfjax.analyses import topk
 from zfjax.data import fashion_mnist
+from zfjax.deconv import projection
+from zfjax.pictures import explorer, plots, sprites
 from conftest import reference_tile
 from test_explore import _column, _sheet_tile, _site
 
@@ -23,7 +26,7 @@ def _check_unit(folder, data, record, project, x, hw):
     for j, t in enumerate(record["top"]):
         p = np.asarray(project(x[t["image"]][None], record["unit"], np.array([t["h"], t["w"]])))[0]
         assert p.shape[:2] == hw
-        want = sprites.pixels(viz.normalize_projection(reference_tile(p, t["window"], 0.0)), side)
+        want = sprites.pixels(plots.normalize_projection(reference_tile(p, t["window"], 0.0)), side)
         got = _sheet_tile(folder, data, record, _column(data, "deconvnet", j))
         assert got.shape == want.shape and np.abs(got.astype(int) - want).max() <= 1, (record["unit"], j)
 

@@ -12,7 +12,7 @@ from conftest import ROOT, free_port, subprocess_env
 from experiments import explore
 from experiments.configs import explore as explore_config
 from test_explore import _site
-from zfjax import sprites
+from zfjax.pictures import sprites
 
 LAYERS = ("conv1", "conv3")
 TIMEOUT_S = 300  # a process whose peer died aborts or hangs in a collective: never wait forever

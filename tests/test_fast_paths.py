@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from zfjax import deconv, layers, models
+from zfjax import deconv
+from zfjax.network import layers, models
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -3,7 +3,8 @@ import jax
 import numpy as np
 import pytest
 
-from zfjax import features, models
+from zfjax.analyses import features
+from zfjax.network import models
 
 torch = pytest.importorskip("torch")
 

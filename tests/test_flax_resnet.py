@@ -11,7 +11,8 @@ import pytest
 
 from experiments import flax_resnet
 from experiments.configs import flax_resnet as resnet_config
-from zfjax import deconv, network, topk
+from zfjax import deconv, network
+from zfjax.analyses import topk
 from zfjax.data import fashion_mnist
 
 

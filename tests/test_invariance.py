@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 
-from zfjax import invariance, models
+from zfjax.analyses import invariance
+from zfjax.network import models
 
 ARCH = models.get("small", conv3={"features": 8}, conv4={"features": 8}, conv5={"features": 8},
                   fc6={"features": 16}, fc7={"features": 16})

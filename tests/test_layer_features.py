@@ -5,8 +5,9 @@ import numpy as np
 
 from experiments import layer_features
 from experiments.configs import layer_features as lf_config
-from zfjax import transfer, train
+from zfjax.analyses import transfer
 from zfjax.data import load as load_data
+from zfjax.training import train
 
 
 def test_layer_features_script_end_to_end_on_digits(tmp_path_factory, tmp_path):

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zfjax import layers, models
+from zfjax.network import layers, models
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ROOT, free_port, subprocess_env
 from test_train import tiny_config
-from zfjax import checkpoints, metrics, train
+from zfjax.training import checkpoints, metrics, train
 
 # 64 training images in global batches of 32: 2 steps, checkpointed and evaluated (64 test images) at the end.
 OVERRIDES = {"train_subset": 64, "eval_subset": 64, "eval_batch_size": 32, "num_epochs": 1, "snapshot_epochs": (1,)}

@@ -3,8 +3,9 @@ import jax
 import numpy as np
 import pytest
 
-from zfjax import models, occlusion
-from zfjax import receptive_field as rf
+from zfjax.analyses import occlusion
+from zfjax.network import models
+from zfjax.network import receptive_field as rf
 
 # (arch name, overrides, layer, patch, stride, fill): borders touched, strides that do not divide the image,
 # ceil-mode pools with partial windows, LCN layers, non-square input, per-channel fill.

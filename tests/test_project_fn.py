@@ -14,7 +14,9 @@ from captum.attr import NeuronDeconvolution, NeuronGradient, NeuronGuidedBackpro
 from flax import nnx
 from jax import lax
 
-from zfjax import adapters, deconv, models, rules
+from zfjax import deconv
+from zfjax.deconv import rules
+from zfjax.network import adapters, models
 
 CAPTUM = {"deconvnet": NeuronDeconvolution, "guided": NeuronGuidedBackprop, "saliency": NeuronGradient}
 torch.set_num_threads(2)

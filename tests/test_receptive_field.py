@@ -1,4 +1,4 @@
-"""zfjax.receptive_field against brute force: the input pixels a unit actually depends on."""
+"""zfjax.network.receptive_field against brute force: the input pixels a unit actually depends on."""
 from __future__ import annotations
 
 import jax
@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from jax import lax
 
-from zfjax import deconv, layers, models
-from zfjax.receptive_field import receptive_field
+from zfjax import deconv
+from zfjax.network import layers, models
+from zfjax.network.receptive_field import receptive_field
 
 
 def dependence(arch: models.Arch, layer: str, positions: np.ndarray) -> np.ndarray:

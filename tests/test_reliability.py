@@ -16,7 +16,8 @@ from conftest import ROOT, subprocess_env
 from experiments import import_weights
 from test_checkpoints import _iterator
 from test_train import tiny_config
-from zfjax import checkpoints, metrics, models, train, weights
+from zfjax.network import models, weights
+from zfjax.training import checkpoints, metrics, train
 
 SMALL = models.get("small")  # what --arch=small builds
 

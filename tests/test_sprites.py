@@ -1,9 +1,9 @@
-"""zfjax.sprites: 8-bit tiles, sheets written as PNG and read back at the coordinates of each tile."""
+"""zfjax.pictures.sprites: 8-bit tiles, sheets written as PNG and read back at the coordinates of each tile."""
 import numpy as np
 import pytest
 from PIL import Image
 
-from zfjax import sprites
+from zfjax.pictures import sprites
 
 
 @pytest.mark.parametrize("channels", [1, 3])

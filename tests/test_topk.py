@@ -3,7 +3,8 @@ import jax
 import numpy as np
 import pytest
 
-from zfjax import models, topk
+from zfjax.analyses import topk
+from zfjax.network import models
 
 N_IMAGES, BATCH = 45, 8  # 6 batches, the last one of 5
 

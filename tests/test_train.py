@@ -14,8 +14,9 @@ import pytest
 
 from conftest import ROOT, subprocess_env
 from experiments.configs import tiny
-from zfjax import checkpoints, layers, metrics, models, train
 from zfjax.data import pipeline
+from zfjax.network import layers, models
+from zfjax.training import checkpoints, metrics, train
 
 STEPS = 32  # tiny config: 512 images / batch 32 = 16 steps per epoch, 2 epochs
 

@@ -10,8 +10,11 @@ import pytest
 
 from experiments import import_weights
 from experiments.configs import fashion_mnist as fashion_mnist_config
-from zfjax import checkpoints, deconv, metrics, models, train, trained, weights
-from zfjax.data import fashion_mnist, imagenet, info as data_info
+from zfjax import deconv
+from zfjax.data import fashion_mnist, imagenet
+from zfjax.data import info as data_info
+from zfjax.network import models, weights
+from zfjax.training import checkpoints, metrics, train, trained
 
 pytestmark = pytest.mark.skipif(not __import__("pathlib").Path(fashion_mnist.DEFAULT_DIR).is_dir(),
                                 reason="needs the embedded Fashion-MNIST files")

@@ -9,8 +9,9 @@ import pytest
 from experiments import transfer as transfer_exp
 from experiments.configs import transfer as transfer_config
 from tests.conftest import ROOT, subprocess_env
-from zfjax import models, transfer
+from zfjax.analyses import transfer
 from zfjax.data import transfer as transfer_data
+from zfjax.network import models
 
 
 def _blobs(n=60, d=5, classes=3, seed=0):

@@ -1,4 +1,4 @@
-"""zfjax.transform.apply_rule / rule_sites on any JAX function: the forms of ReLU and pooling it finds, exact forward
+"""zfjax.deconv.transform.apply_rule / rule_sites on any JAX function: the forms of ReLU and pooling it finds, exact forward
 values, composition with jit/vmap/grad/sub-jaxprs, and bad input. Exactness against Captum: test_project_fn.py."""
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ import torch
 from jax import lax
 
 from conftest import subprocess_env
-from zfjax import adapters, deconv, models, rules, transform
+from zfjax import deconv
+from zfjax.deconv import rules, transform
+from zfjax.network import adapters, models
 
 X = jax.random.normal(jax.random.key(0), (2, 10, 10, 3))
 W = 0.5 * jax.random.normal(jax.random.key(1), (3, 3, 3, 4))

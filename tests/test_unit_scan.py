@@ -1,10 +1,12 @@
-"""zfjax.unit_scan: the explorer's one-pass description of every unit, against topk.scan and numpy on the
+"""zfjax.analyses.unit_scan: the explorer's one-pass description of every unit, against topk.scan and numpy on the
 activations themselves; shards combined equal one pass over the whole dataset."""
 import jax
 import numpy as np
 import pytest
 
-from zfjax import models, network, topk, unit_scan
+from zfjax import network
+from zfjax.analyses import topk, unit_scan
+from zfjax.network import models
 
 LAYERS = ("conv1", "conv2", "pool2", "conv5")
 

@@ -8,7 +8,7 @@ import tensorflow_datasets as tfds
 
 from experiments import voc
 from experiments.configs import voc as voc_config
-from zfjax import transfer
+from zfjax.analyses import transfer
 
 
 def test_average_precision_equals_hand_computation():

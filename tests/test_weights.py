@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from zfjax import models, weights
+from zfjax.network import models, weights
 
 torch = pytest.importorskip("torch")
 nn = torch.nn

@@ -28,6 +28,6 @@ def _fast_cpu_flags() -> None:
 
 _fast_cpu_flags()
 
-from zfjax import layers, models  # noqa: E402
+from zfjax.network import layers, models  # noqa: E402
 
 __all__ = ["layers", "models"]

@@ -5,7 +5,7 @@ It is the ZFNet ImageNet run (same as zfnet.py):
 
 Fields: data (``dataset``, ``data_dir``, ``resize_size``/``image_size`` = the 256 center crop and the 224 training
 crop, ``pixel_scale``, ``train_subset``/``eval_subset`` (0 = all)), model (``model``, ``remove``,
-``model_overrides`` = per-layer fields for `zfjax.models.get`, ``init``, ``init_scale``, ``dropout``), optimization
+``model_overrides`` = per-layer fields for `zfjax.network.models.get`, ``init``, ``init_scale``, ``dropout``), optimization
 (``batch_size``, ``learning_rate``, ``momentum``, ``weight_decay``, ``lr_schedule`` in constant/step/plateau,
 ``lr_decay_epochs``/``lr_decay_factor`` for step, ``plateau_factor``/``plateau_patience`` (epochs) for plateau,
 ``radius`` of the filter renormalization, ``dtype`` of the compute), length (``num_epochs`` sets the schedule;

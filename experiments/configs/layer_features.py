@@ -8,7 +8,7 @@
 Arguments: ``digits`` (embedded analog: the Fashion-MNIST small net on scikit-learn's digits, 30 per class),
 ``caltech101`` (30 per class, up to 50 test), ``caltech256`` (60 per class, up to 25 test), ``tiny`` (a smoke run:
 the tiny net of ``runs/tiny``, trained there first if missing; also the tests).
-Maps (layers 1-5) are max-pooled into a ``grid`` x ``grid`` layout and flattened (`zfjax.features`); fc6/fc7 are
+Maps (layers 1-5) are max-pooled into a ``grid`` x ``grid`` layout and flattened (`zfjax.analyses.features`); fc6/fc7 are
 used as they are. Fields as in ``transfer.py`` plus ``shots``, ``grid``, ``svm_c`` (LinearSVC's C on standardized
 features), ``head_l2``/``head_steps`` (the softmax), ``layers`` (empty = the paper's layers 1-7 of the net).
 """

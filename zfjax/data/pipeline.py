@@ -1,6 +1,7 @@
 """grain pipelines shared by every dataset: deterministic, checkpointable, sharded across hosts.
 
 The training stream is one global sequence (shuffled per epoch with a fixed seed, augmented with a per-element rng
+from zfjax import files
 from grain); host ``h`` of ``P`` takes local batches ``h, h + P, ...`` of it, so global batch ``s`` is elements
 ``s*B .. s*B+B-1`` whatever the number of hosts, and an iterator's position is all its state (`get_state`).
 """
@@ -16,7 +17,6 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from zfjax import report
 
 Example = dict[str, Any]
 
@@ -120,6 +120,6 @@ def pixel_mean(source: Any, pixels: Callable[[Example], np.ndarray], path: pathl
         count = int(multihost_utils.process_allgather(np.asarray(count)).sum())
     mean = (np.asarray(total) / count).astype(np.float32)
     if jax.process_index() == 0:
-        with report.atomic_path(path) as tmp, open(tmp, "wb") as f:
+        with files.atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.save(f, mean)
     return mean

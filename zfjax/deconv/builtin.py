@@ -1,0 +1,378 @@
+"""The deconvnet (paper section 3): project one activation back to pixel space, as JAX transformation rules.
+
+A projection is the VJP of ``x -> acts[layer]`` (`zfjax.network.models.apply` stopped at `layer`) applied to a cotangent that
+is zero except for the chosen activation, which keeps its **value**. The backward rules are chosen by the `Ops` the
+forward pass runs with, and that is the only difference between the three rules:
+
+- ``"deconvnet"`` (the paper): ReLU's backward is ``max(g, 0)`` -- the reconstruction is rectified, whatever the sign
+  of the forward input;
+- ``"guided"`` (guided backpropagation): ``max(g, 0) * (x > 0)``;
+- ``"saliency"``: the plain gradient ``g * (x > 0)``.
+
+In all three, max pooling is `layers.max_pool`, whose VJP is the paper's unpooling with the switches, and each
+convolution's VJP with respect to its input is the transposed convolution (the flipped filters). The VJP with
+respect to the input never touches the biases, so biases are unused on the way back, as in the paper. ``lcn_rule``
+is ``"identity"`` (LCN is skipped on the way back) or ``"gradient"`` (its true gradient).
+
+A unit whose activation is zero (or a channel that is zero everywhere) projects to exact zeros, never NaN: every
+backward rule is linear in the cotangent. `project_many` reports the values so callers can tell.
+
+`project_reference` computes the same projections the way the paper describes them, layer by layer from the
+activations and switches that `models.apply` returns; tests check that both agree.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from zfjax.deconv import rules, units
+from zfjax.network import layers, models
+from zfjax.network import receptive_field as rf
+from zfjax.deconv.rules import RULES
+from zfjax.deconv.units import Projections
+
+Array = jax.Array
+LCN_RULES = ("identity", "gradient")
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
+def lcn_skipped_backward(x: Array, size: int = 5, k: float = 2.0, alpha: float = 1e-4, beta: float = 0.75) -> Array:
+    """`layers.lcn` forward, identity backward: the deconvnet passes reconstructions through LCN unchanged."""
+    return layers.lcn(x, size, k, alpha, beta)
+
+
+def _lcn_fwd(x, size, k, alpha, beta):
+    return layers.lcn(x, size, k, alpha, beta), None
+
+
+def _lcn_identity_bwd(size, k, alpha, beta, _, g):
+    return (g,)
+
+
+lcn_skipped_backward.defvjp(_lcn_fwd, _lcn_identity_bwd)
+
+_LCNS = {"identity": lcn_skipped_backward, "gradient": layers.lcn}
+
+
+def backward_ops(rule: str = "deconvnet", lcn_rule: str = "identity") -> layers.Ops:
+    """The `layers.Ops` whose VJPs implement `rule` and `lcn_rule` (the one place the rules are chosen)."""
+    rules.check(rule)
+    if lcn_rule not in LCN_RULES:
+        raise ValueError(f"unknown lcn_rule {lcn_rule!r}; choose one of {LCN_RULES}")
+    return layers.Ops(relu=rules.RELUS[rule], max_pool=layers.max_pool, lcn=_LCNS[lcn_rule])
+
+
+def projectable_layers(arch: models.Arch) -> tuple[str, ...]:
+    """Layers whose units can be projected: every conv (post-ReLU) and pool (post-LCN) map, in forward order."""
+    return tuple(n for n in arch.layer_names if n.startswith(("conv", "pool")))
+
+
+def _check_layer(arch: models.Arch, layer: str) -> None:
+    if layer not in projectable_layers(arch):
+        raise ValueError(f"cannot project from layer {layer!r}; {arch.name} has {list(projectable_layers(arch))}")
+
+
+def _forward(arch, params, x, layer, rule, lcn_rule):
+    """`(acts[layer], pullback)`: the forward pass stopped at `layer`, run with the Ops of the backward rule."""
+    _check_layer(arch, layer)
+    ops = backward_ops(rule, lcn_rule)
+    return jax.vjp(lambda x: models.apply(arch, params, x, upto=layer, ops=ops).acts[layer], x)
+
+
+class _Cone(NamedTuple):
+    """Static shape of a unit's backward cone at one stage: its input window and the margins its source map needs."""
+    stage: rf.Stage
+    length: tuple[int, int]  # input window (rows, cols)
+    before: tuple[int, int]  # zero/-inf margin above/left of the source map, so every window lies inside
+    after: tuple[int, int]
+    source_hw: tuple[int, int]  # the source map's (H, W)
+    out_hw: tuple[int, int]  # the stage's output map (H, W)
+
+
+def _cones(arch: models.Arch, layer: str, input_hw: tuple[int, int]) -> tuple[_Cone, ...]:
+    """The stages up to `layer`, each with the fixed window a single unit of `layer` reads through it."""
+    stages = rf.stages(arch)  # the conv and pool steps, shared with occlusion
+    stages = stages[:[st.name for st in stages].index(layer) + 1]
+    shapes = dataclasses.replace(arch, input_shape=(*input_hw, arch.input_shape[2])).shapes()
+    top_hw = shapes[layer][:2]
+    out = []
+    first, last, length = (0, 0), tuple(n - 1 for n in top_hw), (1, 1)  # the top unit's extreme starts, its size
+    for st in reversed(stages):
+        first, last = ([a * st.stride - st.pad for a in s] for s in (first, last))
+        length = tuple((n - 1) * st.stride + st.kernel for n in length)
+        source_hw = tuple(input_hw) if st.source is None else shapes[st.source][:2]
+        out.append(_Cone(st, length, tuple(max(0, -a) for a in first),
+                         tuple(max(0, b + n - m) for b, n, m in zip(last, length, source_hw)), source_hw,
+                         shapes[st.name][:2]))
+    return tuple(reversed(out))
+
+
+def _inside(start: Array, length: tuple[int, int], hw: tuple[int, int]) -> Array:
+    """(rows, cols, 1) mask of the window at `start` that lies inside an (H, W) map."""
+    return _in_range(*(start[i] + jnp.arange(length[i]) for i in range(2)), hw)
+
+
+def _in_range(rows: Array, cols: Array, hw: tuple[int, int]) -> Array:
+    """(len(rows), len(cols), 1) mask: row index in [0, H) and column index in [0, W)."""
+    return (((rows >= 0) & (rows < hw[0]))[:, None] & ((cols >= 0) & (cols < hw[1]))[None, :])[..., None]
+
+
+def _out_margins(cones: tuple[_Cone, ...], i: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Margins (before, after) of stage `i`'s output map: the next stage's input margins (none at the top)."""
+    return (cones[i + 1].before, cones[i + 1].after) if i + 1 < len(cones) else ((0, 0), (0, 0))
+
+
+def _saved(arch: models.Arch, ops: layers.Ops, cones: tuple[_Cone, ...], fwd: models.Forward) -> tuple:
+    """Per stage, what its backward needs from the shared forward, computed once for all units, padded by the margins:
+    a conv's (post-ReLU) map; a pool's switches as window offsets (`ops.max_pool`) and, with LCN, the residuals of
+    `ops.lcn`'s custom VJP (its `fwd`: maps of the pooled map's shape, so each unit slices its window of them)."""
+    out = []
+    for i, cone in enumerate(cones):
+        st = cone.stage
+        if st.pool:
+            pooled, offset = ops.max_pool(fwd.acts[st.source], st.kernel, st.stride, arch.pool_ceil)
+            maps = (offset, ops.lcn.fwd(pooled, *arch.lcn_params)[1] if st.lcn else None)
+        else:
+            maps = (fwd.acts[st.name],)
+        out.append(jax.tree.map(lambda m: jnp.pad(m, ((0, 0), *zip(*_out_margins(cones, i)), (0, 0))), maps))
+    return tuple(out)
+
+
+def _stage_backward(arch: models.Arch, params: models.Params, ops: layers.Ops, cone: _Cone, out_start: Array,
+                    saved: tuple, g: Array) -> Array:
+    """One stage's backward on a unit's (h, w, C) window: the rule's VJPs at the shared forward's values (a linear
+    map of `g`; nothing of the forward is recomputed per unit).
+
+    A ReLU's rule at its output equals its rule at its input (same sign). LCN's is `ops.lcn`'s custom VJP rule
+    (`bwd`) at the saved residuals. Pool outputs outside the map (a window hanging over the edge) get no signal; the
+    pool's VJP is `layers.max_pool`'s unpooling with the saved offsets.
+    """
+    st = cone.stage
+    if not st.pool:
+        (g,) = jax.vjp(ops.relu, saved[0])[1](g)
+        w = params[st.name]["w"]
+        _, pull = jax.vjp(lambda v: layers.conv(v[None], w, None, st.stride, 0)[0],
+                          jnp.zeros((*cone.length, w.shape[2]), g.dtype))  # linear: its forward is dropped
+        return pull(g)[0]
+    offset, lcn_residuals = saved
+    g = jnp.where(_inside(out_start, g.shape[:2], cone.out_hw), g, jnp.zeros((), g.dtype))
+    if st.lcn:  # after the mask: LCN mixes maps, not positions, and its rule's result then feeds the unpooling as is
+        (g,) = ops.lcn.bwd(*arch.lcn_params, lcn_residuals, g)
+    return layers.unpool_offsets(g[None], offset[None], cone.length, st.kernel, st.stride)[0]
+
+
+def _place(g: Array, start: Array, hw: tuple[int, int]) -> Array:
+    """The (H, W, C) map that is `g` (a window whose top-left corner is at `start`, maybe hanging over the edges)
+    inside the map and zero elsewhere: one gather writes the result (no zero canvas to fill and crop)."""
+    r, c = (jnp.arange(hw[i]) - start[i] for i in range(2))  # image position -> window position
+    window = g[jnp.clip(r, 0, g.shape[0] - 1)[:, None], jnp.clip(c, 0, g.shape[1] - 1)[None, :]]
+    return jnp.where(_in_range(r, c, g.shape[:2]), window, jnp.zeros((), g.dtype))
+
+
+def _pull_cropped(arch, params, ops, cones, channels, saved, channel, row, col, value) -> Array:
+    """One image's unit pulled back through its cone only: fixed-size windows per stage, then placed in the image.
+
+    `channels` is the number of maps of the unit's layer; `saved` is that image's `_saved`, sliced per stage at the
+    window the cone covers there (`dynamic_slice`, so `row`, `col` and `channel` may be traced and vmapped).
+    """
+    g = (jax.nn.one_hot(channel, channels, dtype=value.dtype) * value)[None, None]
+    start = jnp.stack([row, col]).astype(jnp.int32)
+    for i in reversed(range(len(cones))):
+        cone, st = cones[i], cones[i].stage
+        before = _out_margins(cones, i)[0]
+        corner = (start[0] + before[0], start[1] + before[1], 0)
+        here = jax.tree.map(lambda m: lax.dynamic_slice(m, corner, (*g.shape[:2], m.shape[2])), saved[i])
+        g = _stage_backward(arch, params, ops, cone, start, here, g)
+        start = start * st.stride - st.pad
+        if i:  # the input stage's window is placed (and cut to the image) by `_place`
+            g = jnp.where(_inside(start, cone.length, cone.source_hw), g, jnp.zeros((), g.dtype))
+    return _place(g, start, cones[0].source_hw)
+
+
+def _projector(arch, params, x, layer, rule, lcn_rule, crop):
+    """`(acts[layer], pull)`: the forward pass once; `pull(channel, rows, cols, values)` projects one unit per image.
+
+    `crop` True pulls each unit back through its receptive-field cone only (`_pull_cropped`), False through the
+    whole network's VJP (both give the same projection); "auto" crops when the cone is narrower than the image.
+    """
+    _check_layer(arch, layer)
+    ops = backward_ops(rule, lcn_rule)
+    cones = _cones(arch, layer, x.shape[1:3])
+    if crop == "auto":  # a cone as wide as the image would only add window copies
+        crop = all(n < size for n, size in zip(cones[0].length, x.shape[1:3]))
+    if not crop:
+        acts, pullback = _forward(arch, params, x, layer, rule, lcn_rule)
+
+        def pull(channel, rows, cols, value):
+            return pullback(units.seed(acts, channel, rows, cols, value))[0]
+        return acts, pull
+    fwd = models.apply(arch, params, x, upto=layer)
+    saved = _saved(arch, ops, cones, fwd)
+
+    def pull(channel, rows, cols, value):
+        one = functools.partial(_pull_cropped, arch, params, ops, cones, fwd.acts[layer].shape[3])
+        return jax.vmap(one, in_axes=(0, None, 0, 0, 0))(saved, channel, rows, cols, value)
+    return fwd.acts[layer], pull
+
+
+def _pull_unit(acts: Array, pull, channel, position) -> Projections:
+    """Seed the chosen unit of each image with its value (all else zero) and pull it back to pixels."""
+    rows, cols, value = units.select(acts, channel, position)
+    return Projections(pull(channel, rows, cols, value), value, jnp.stack([rows, cols], axis=1).astype(jnp.int32))
+
+
+def project(arch: models.Arch, params: models.Params, x: Array, layer: str, channel, *, position=None,
+            rule: str = "deconvnet", lcn_rule: str = "identity", crop: bool | str = "auto") -> Array:
+    """Project unit (`channel`, `position`) of `layer` of each image in `x` (N, H, W, C) back to pixels (same shape).
+
+    `position` None takes each image's strongest activation in that channel; else an (h, w) pair or an (N, 2) array.
+    `channel` and `position` may be traced (jit with `arch`, `layer`, `rule`, `lcn_rule` static; vmap over them with
+    `x` unbatched shares the forward pass). A unit whose activation is zero projects to zeros. `crop` True runs the
+    backward pass only through the unit's receptive-field cone, False through the whole network; "auto" (default)
+    crops when that cone is narrower than the image (a conv5 unit of a 224 ZFNet image: 139 pixels, 2-3x faster).
+    """
+    _check_layer(arch, layer)
+    models.check_images(arch, x, upto=layer)
+    models.check_params(arch, params)
+    acts, pull = _projector(arch, params, x, layer, rule, lcn_rule, crop)
+    units.check(layer, acts.shape, channel, position)
+    return _pull_unit(acts, pull, channel, position).projections
+
+
+@functools.partial(jax.jit, static_argnames=("arch", "layer", "chunk", "rule", "lcn_rule", "crop"))
+def _project_channels(arch, params, image, layer, channels, chunk, rule, lcn_rule, crop) -> Projections:
+    """One forward pass of `image`, then the channels' projections in vmapped chunks of `chunk` (bounds memory)."""
+    acts, pull = _projector(arch, params, image[None], layer, rule, lcn_rule, crop)
+
+    def one(channel):
+        return Projections(*(leaf[0] for leaf in _pull_unit(acts, pull, channel, None)))
+
+    return lax.map(one, channels, batch_size=chunk)
+
+
+def project_many(arch: models.Arch, params: models.Params, image: Array, layer: str, channels=None, *,
+                 chunk: int = 16, rule: str = "deconvnet", lcn_rule: str = "identity",
+                 crop: bool | str = "auto") -> Projections:
+    """Project the strongest unit of every channel of `layer` (or of `channels`) of ONE image (H, W, C_in).
+
+    The forward pass is shared and compiled once; projections are computed `chunk` channels at a time.
+    """
+    _check_layer(arch, layer)
+    backward_ops(rule, lcn_rule)
+    if np.ndim(image) != 3:
+        raise ValueError(f"project_many takes one image (H, W, C), got shape {np.shape(image)}; "
+                         "use project for batches")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    models.check_images(arch, image[None], upto=layer)
+    models.check_params(arch, params)
+    num = arch.shapes()[layer][-1]  # channels do not depend on the image size (no tracing per call)
+    channels = np.arange(num) if channels is None else np.asarray(channels)
+    if channels.ndim != 1 or channels.size == 0 or not np.issubdtype(channels.dtype, np.integer):
+        raise ValueError(f"channels must be a non-empty 1-D list of ints, got {channels!r}")
+    if channels.min() < 0 or channels.max() >= num:
+        raise ValueError(f"channels {channels.tolist()} out of range: {layer} has {num} channels (0..{num - 1})")
+    return _project_channels(arch, params, image, layer, jnp.asarray(channels, jnp.int32), min(chunk, channels.size),
+                             rule, lcn_rule, crop)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The reference path: the paper's description, layer by layer, from the activations and switches of the forward.
+
+
+def unpool(g: Array, switches: Array, in_hw: tuple[int, int]) -> Array:
+    """Put each pooled value at the flat index its switch recorded in the (H, W) pre-pool map (overlaps add up)."""
+    n, _, _, c = g.shape
+    flat = jnp.zeros((n, in_hw[0] * in_hw[1], c), g.dtype)
+    nn, cc = jnp.arange(n)[:, None, None, None], jnp.arange(c)[None, None, None, :]
+    flat = flat.at[jnp.broadcast_to(nn, g.shape), switches, jnp.broadcast_to(cc, g.shape)].add(g)
+    return flat.reshape(n, in_hw[0], in_hw[1], c)
+
+
+def rectify(g: Array, act: Array, rule: str) -> Array:
+    """Backward through a ReLU whose output was `act` (its sign is its input's), by the rule table."""
+    return rules.backward(rule, act > 0, g)
+
+
+def conv_transpose(g: Array, w: Array, stride: int, padding: int, in_hw: tuple[int, int]) -> Array:
+    """Filter `g` with the flipped, transposed filters `w` (HWIO): the deconvnet layer that inverts a conv."""
+    k = w.shape[0]
+    pads = []
+    for size_in, size_out in zip(in_hw, g.shape[1:3]):
+        lo = k - 1 - padding
+        pads.append((lo, size_in + k - 1 - ((size_out - 1) * stride + 1) - lo))
+    flipped = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
+    return lax.conv_general_dilated(g, flipped, (1, 1), pads, lhs_dilation=(stride, stride),
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def lcn_gradient(g: Array, x: Array, size: int, k: float, alpha: float, beta: float) -> Array:
+    """Backward through y_i = x_i * s_i^-beta, s_i = k + alpha * sum_{j in window(i)} x_j^2 (written out by hand)."""
+    half = size // 2
+    s = k + alpha * _window_sum(x * x, half, size - 1 - half)
+    inner = _window_sum(g * x * s ** (-beta - 1), size - 1 - half, half)  # sum over the i whose window holds j
+    return g * s ** -beta - 2 * alpha * beta * x * inner
+
+
+def _window_sum(v: Array, before: int, after: int) -> Array:
+    """Sum over channels c-before..c+after (zero outside)."""
+    c = v.shape[-1]
+    padded = jnp.pad(v, ((0, 0), (0, 0), (0, 0), (before, after)))
+    return sum(padded[..., i:i + c] for i in range(before + after + 1))
+
+
+def project_reference(arch: models.Arch, params: models.Params, x: Array, layer: str, channel: int, *,
+                      position=None, rule: str = "deconvnet", lcn_rule: str = "identity") -> Array:
+    """`project`, computed as the paper describes it: unpool with switches, rectify, filter with transposed filters.
+
+    Slow and readable; for tests. Biases are not used.
+    """
+    backward_ops(rule, lcn_rule)
+    _check_layer(arch, layer)
+    fwd = models.apply(arch, params, x, upto=layer)
+    acts = fwd.acts[layer]
+    units.check(layer, acts.shape, channel, position)
+    n, _, w, _ = acts.shape
+    if position is None:
+        flat = jnp.argmax(acts[..., channel].reshape(n, -1), axis=1)
+        rows, cols = flat // w, flat % w
+    else:
+        rows, cols = jnp.broadcast_to(jnp.asarray(position), (n, 2)).T
+    images = jnp.arange(n)
+    g = jnp.zeros_like(acts).at[images, rows, cols, channel].set(acts[images, rows, cols, channel])
+    top = next(i for i, c in enumerate(arch.convs) if layer in (c.name, c.pool_name))
+    for i in reversed(range(top + 1)):
+        c = arch.convs[i]
+        if c.pool and (i < top or layer == c.pool_name):
+            g = _unpool_block(arch, c, fwd, g, lcn_rule)
+        g = rectify(g, fwd.acts[c.name], rule)
+        g = conv_transpose(g, params[c.name]["w"], c.stride, c.padding, _input_hw(arch, fwd, x, i))
+    return g
+
+
+def _unpool_block(arch: models.Arch, c: models.Conv, fwd: models.Forward, g: Array, lcn_rule: str) -> Array:
+    """Backward through conv `c`'s LCN (identity or gradient) and then its max pool (unpooling with the switches)."""
+    conv_map, switches = fwd.acts[c.name], fwd.switches[c.pool_name]
+    if c.lcn and arch.lcn and lcn_rule == "gradient":
+        n, ch = g.shape[0], g.shape[3]
+        pooled = jnp.take_along_axis(conv_map.reshape(n, -1, ch), switches.reshape(n, -1, ch), axis=1)
+        g = lcn_gradient(g, pooled.reshape(g.shape), *arch.lcn_params)
+    return unpool(g, switches, conv_map.shape[1:3])
+
+
+def _input_hw(arch: models.Arch, fwd: models.Forward, x: Array, i: int) -> tuple[int, int]:
+    """Spatial size of the map that conv number `i` reads."""
+    if i == 0:
+        return x.shape[1:3]
+    prev = arch.convs[i - 1]
+    return fwd.acts[prev.pool_name if prev.pool else prev.name].shape[1:3]
+
+
+__all__ = ["LCN_RULES", "backward_ops", "projectable_layers", "project", "project_many", "project_reference",
+           "unpool", "rectify", "conv_transpose", "lcn_gradient", "lcn_skipped_backward"]
