@@ -48,7 +48,7 @@ def profile(size: int, batch: int, rounds: int, name: str = "zfnet") -> list[dic
     torch = common.setup_torch()
     arch, params, images, net = common.zfnet(size, batch, name=name)
     fwd = models.apply(arch, params, images)
-    cones = deconv._cones(arch, "conv5", (size, size))
+    cones = deconv.cone_stages(arch, "conv5", (size, size))
     ops = deconv.backward_ops("deconvnet", "gradient")
     saved = deconv._saved(arch, ops, cones, jax.tree.map(lambda a: a[:1], fwd))
     rows = []

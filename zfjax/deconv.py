@@ -148,7 +148,7 @@ def _select(acts: Array, channel, position) -> tuple[Array, Array, Array]:
     return rows, cols, fmap[jnp.arange(n), rows, cols]
 
 
-class _Cone(NamedTuple):
+class Cone(NamedTuple):
     """Static shape of a unit's backward cone at one stage: its input window and the margins its source map needs."""
     stage: rf.Stage
     length: tuple[int, int]  # input window (rows, cols)
@@ -158,7 +158,7 @@ class _Cone(NamedTuple):
     out_hw: tuple[int, int]  # the stage's output map (H, W)
 
 
-def _cones(arch: models.Arch, layer: str, input_hw: tuple[int, int]) -> tuple[_Cone, ...]:
+def cone_stages(arch: models.Arch, layer: str, input_hw: tuple[int, int]) -> tuple[Cone, ...]:
     """The stages up to `layer`, each with the fixed window a single unit of `layer` reads through it."""
     stages = rf.stages(arch)  # the conv and pool steps, shared with occlusion
     stages = stages[:[st.name for st in stages].index(layer) + 1]
@@ -170,7 +170,7 @@ def _cones(arch: models.Arch, layer: str, input_hw: tuple[int, int]) -> tuple[_C
         first, last = ([a * st.stride - st.pad for a in s] for s in (first, last))
         length = tuple((n - 1) * st.stride + st.kernel for n in length)
         source_hw = tuple(input_hw) if st.source is None else shapes[st.source][:2]
-        out.append(_Cone(st, length, tuple(max(0, -a) for a in first),
+        out.append(Cone(st, length, tuple(max(0, -a) for a in first),
                          tuple(max(0, b + n - m) for b, n, m in zip(last, length, source_hw)), source_hw,
                          shapes[st.name][:2]))
     return tuple(reversed(out))
@@ -186,12 +186,12 @@ def _in_range(rows: Array, cols: Array, hw: tuple[int, int]) -> Array:
     return (((rows >= 0) & (rows < hw[0]))[:, None] & ((cols >= 0) & (cols < hw[1]))[None, :])[..., None]
 
 
-def _out_margins(cones: tuple[_Cone, ...], i: int) -> tuple[tuple[int, int], tuple[int, int]]:
+def _out_margins(cones: tuple[Cone, ...], i: int) -> tuple[tuple[int, int], tuple[int, int]]:
     """Margins (before, after) of stage `i`'s output map: the next stage's input margins (none at the top)."""
     return (cones[i + 1].before, cones[i + 1].after) if i + 1 < len(cones) else ((0, 0), (0, 0))
 
 
-def _saved(arch: models.Arch, ops: layers.Ops, cones: tuple[_Cone, ...], fwd: models.Forward) -> tuple:
+def _saved(arch: models.Arch, ops: layers.Ops, cones: tuple[Cone, ...], fwd: models.Forward) -> tuple:
     """Per stage, what its backward needs from the shared forward, computed once for all units, padded by the margins:
     a conv's (post-ReLU) map; a pool's switches as window offsets (`ops.max_pool`) and, with LCN, the residuals of
     `ops.lcn`'s custom VJP (its `fwd`: maps of the pooled map's shape, so each unit slices its window of them)."""
@@ -207,7 +207,7 @@ def _saved(arch: models.Arch, ops: layers.Ops, cones: tuple[_Cone, ...], fwd: mo
     return tuple(out)
 
 
-def _stage_backward(arch: models.Arch, params: models.Params, ops: layers.Ops, cone: _Cone, out_start: Array,
+def _stage_backward(arch: models.Arch, params: models.Params, ops: layers.Ops, cone: Cone, out_start: Array,
                     saved: tuple, g: Array) -> Array:
     """One stage's backward on a unit's (h, w, C) window: the rule's VJPs at the shared forward's values (a linear
     map of `g`; nothing of the forward is recomputed per unit).
@@ -266,7 +266,7 @@ def _projector(arch, params, x, layer, rule, lcn_rule, crop):
     """
     _check_layer(arch, layer)
     ops = backward_ops(rule, lcn_rule)
-    cones = _cones(arch, layer, x.shape[1:3])
+    cones = cone_stages(arch, layer, x.shape[1:3])
     if crop == "auto":  # a cone as wide as the image would only add window copies
         crop = all(n < size for n, size in zip(cones[0].length, x.shape[1:3]))
     if not crop:
@@ -443,5 +443,6 @@ def _input_hw(arch: models.Arch, fwd: models.Forward, x: Array, i: int) -> tuple
 
 
 __all__ = ["RULES", "LCN_RULES", "backward_ops", "projectable_layers", "project", "project_many", "Projections",
+           "Cone", "cone_stages",
            "project_reference", "unpool", "rectify", "conv_transpose", "lcn_gradient", "rectified_relu",
            "guided_relu", "lcn_skipped_backward"]

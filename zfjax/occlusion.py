@@ -44,7 +44,8 @@ def grid(n: int, patch: int, stride: int) -> np.ndarray:
     return np.arange(0, n - patch + 1, stride)
 
 
-def _cone(arch: models.Arch, axis: int, offsets: np.ndarray, patch: int) -> tuple[tuple[int, ...], list[np.ndarray]]:
+def cone_windows(arch: models.Arch, axis: int, offsets: np.ndarray,
+                 patch: int) -> tuple[tuple[int, ...], list[np.ndarray]]:
     """Per stage along `axis`: a static window length and, per offset, the window start covering every changed unit.
 
     An output unit o of a (kernel k, stride s, padding p) step reads inputs [o*s - p, o*s - p + k); it changes iff
@@ -254,8 +255,8 @@ def occlusion_maps(arch: models.Arch, params: models.Params, image, label: int, 
         logits, feature, channel = _brute(arch, params, image, fill, oy[iy], ox[ix], layer=layer, patch=patch,
                                           batch_size=batch_size)
     else:
-        size_y, start_y = _cone(arch, 0, oy, patch)
-        size_x, start_x = _cone(arch, 1, ox, patch)
+        size_y, start_y = cone_windows(arch, 0, oy, patch)
+        size_x, start_x = cone_windows(arch, 1, ox, patch)
         cache = _prepare(arch, params, image, layer=layer)
         cols = tuple(tuple(int(v) for v in a) for a in [ox, *start_x])
         logits, feature = _incremental(arch, params, cache, fill, oy, tuple(start_y), layer=layer, patch=patch,
@@ -268,4 +269,4 @@ def occlusion_maps(arch: models.Arch, params: models.Params, image, label: int, 
                 feature=np.asarray(feature).reshape(shape), channel=int(channel))
 
 
-__all__ = ["Maps", "occlusion_maps", "grid", "METHODS"]
+__all__ = ["Maps", "occlusion_maps", "grid", "cone_windows", "METHODS"]
