@@ -29,6 +29,9 @@ from zfjax import receptive_field as rf
 
 Array = jax.Array
 METHODS = ("incremental", "brute")
+HEAD_BATCH = 512
+"""Positions whose fc layers run as one batch in the incremental path: the fc weights are read once per batch, not
+once per grid row (a row's few positions made the fc layers memory-bound)."""
 
 
 class Maps(NamedTuple):
@@ -180,8 +183,7 @@ def _incremental(arch: models.Arch, params: models.Params, cache: _Cache, fill: 
                 new = lax.dynamic_index_in_dim(window, cache.channel, axis=3)
                 feature = jnp.sum(_overlay(jnp.broadcast_to(cache.feature_map, (len(idx), *cache.feature_map.shape)),
                                            new, wy, wxs), axis=(1, 2, 3))
-        last = _overlay(jnp.broadcast_to(cache.last, (len(idx), *cache.last.shape)), window, wy, wxs)
-        return _head(arch, params, last), feature
+        return _overlay(jnp.broadcast_to(cache.last, (len(idx), *cache.last.shape)), window, wy, wxs), feature
 
     def row(xs):
         y, starts_y = xs
@@ -189,7 +191,10 @@ def _incremental(arch: models.Arch, params: models.Params, cache: _Cache, fill: 
                  for i in range(0, len(cols[0]), batch_size)]
         return tuple(jnp.concatenate(p) for p in zip(*parts))
 
-    return lax.map(row, (ys, win_ys))
+    last, feature = lax.map(row, (ys, win_ys))
+    logits = lax.map(functools.partial(_head, arch, params), last.reshape(-1, 1, *last.shape[2:]),
+                     batch_size=HEAD_BATCH)
+    return logits.reshape(*last.shape[:2], -1), feature
 
 
 @functools.partial(jax.jit, static_argnames=("arch", "layer", "patch", "batch_size"))
