@@ -79,6 +79,20 @@ def test_conv_transpose_vjp_equals_lax_vjp(hw, kernel, stride, padding, channels
     _close(dw2, dw, 1e-6)
 
 
+@pytest.mark.parametrize("shape", [(32, 9216, 40), (5, 7, 3)])
+def test_dense_vjp_equals_autodiff_of_the_matmul(shape):
+    n, fan_in, fan_out = shape
+    x, w, b = (jax.random.normal(jax.random.key(i), s) for i, s in enumerate([(n, fan_in), (fan_in, fan_out),
+                                                                                 (fan_out,)]))
+    plain = lambda x, w, b: x @ w + b  # noqa: E731
+    y, pull = jax.vjp(plain, x, w, b)
+    y2, pull2 = jax.vjp(layers.dense, x, w, b)
+    np.testing.assert_array_equal(y2, y)
+    g = jax.random.normal(jax.random.key(9), y.shape)
+    for got, want in zip(pull2(g), pull(g)):
+        _close(got, want, 1e-6)
+
+
 def test_lcn_vjp_equals_autodiff_of_the_formula():
     v = jax.random.normal(jax.random.key(7), (2, 3, 3, 9)) * 30
     g = jax.random.normal(jax.random.key(8), v.shape)

@@ -54,6 +54,32 @@ def _conv_bwd(stride, padding, res, g):
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
+@jax.custom_vjp
+def dense(x: Array, w: Array, b: Array) -> Array:
+    """A fully connected layer, x (N, in) @ w (in, out) + b; its input gradient is `_times_transposed`."""
+    return x @ w + b
+
+
+def _dense_fwd(x, w, b):
+    return x @ w + b, (x, w)
+
+
+def _dense_bwd(res, g):
+    x, w = res
+    return _times_transposed(g, w), x.T @ g, jnp.sum(g, axis=0)
+
+
+dense.defvjp(_dense_fwd, _dense_bwd)
+
+
+def _times_transposed(g: Array, w: Array) -> Array:
+    """g @ w.T computed as (w @ g.T).T: XLA:CPU runs the dot with w on the right 10-20x slower (ZFNet fc6's input
+    gradient at batch 32: 340 -> 17 ms on one core). The transpose goes through a 3-D view, or XLA folds it into
+    the dot and swaps the operands back."""
+    out = lax.dot_general(w, g, (((1,), (1,)), ((), ())))  # (in, N)
+    return out[None].transpose(2, 0, 1).reshape(g.shape[0], w.shape[0])
+
+
 PHASE_SPLIT_MIN_CHANNELS = 32
 """`conv_transpose` computes each output phase with its own convolution from this many input channels of the conv."""
 
@@ -318,6 +344,6 @@ def rms(w: Array, axis) -> Array:
     return jnp.sqrt(jnp.mean(jnp.square(w), axis=axis))
 
 
-__all__ = ["conv", "conv_transpose",
+__all__ = ["conv", "conv_transpose", "dense",
            "max_pool", "unpool_offsets", "switches_from_offsets", "lcn", "dropout", "Ops", "PLAIN",
            "pool_output_size", "conv_output_size", "rms"]

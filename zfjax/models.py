@@ -328,12 +328,12 @@ def apply(arch: Arch, params: Params, x: Array, *, train: bool = False, rng: Arr
                 return Forward(None, acts, switches)
     x = x.reshape(x.shape[0], -1)
     for i, f in enumerate(arch.fcs):
-        x = ops.relu(x @ params[f.name]["w"] + params[f.name]["b"])
+        x = ops.relu(layers.dense(x, params[f.name]["w"], params[f.name]["b"]))
         if done(f.name, x):
             return Forward(None, acts, switches)
         if train and f.dropout > 0:
             x = layers.dropout(x, f.dropout, jax.random.fold_in(rng, i))
-    logits = x @ params["fc8"]["w"] + params["fc8"]["b"]
+    logits = layers.dense(x, params["fc8"]["w"], params["fc8"]["b"])
     acts["fc8"] = logits
     return Forward(logits, acts, switches)
 
