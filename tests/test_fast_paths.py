@@ -4,7 +4,8 @@
   (`crop=False`) for a conv, a pool and the top layer, rule and LCN rule, at corners and edges, under jit and vmap;
 - `layers.conv`'s stride > 1 input gradient is the sub-pixel form: equal to `jax.vjp` of `lax.conv` (input and
   filter gradients);
-- `layers.lcn`'s hand-written VJP: equal to autodiff of the formula.
+- `layers.lcn`'s hand-written VJP: equal to autodiff of the formula; `layers.dense`'s VJP: equal to the matmul's;
+- batches go through `models.map_chunks` in chunks of images: equal to one image at a time.
 """
 from __future__ import annotations
 
@@ -46,6 +47,27 @@ def test_cropped_projection_equals_whole_network_vjp():
             got = deconv.project(arch, params, x, layer, 3, crop=True, **kw)
             assert np.all(np.isfinite(np.asarray(got)))
             _close(got, want)
+
+
+@pytest.mark.parametrize("crop", [True, False])
+def test_projections_of_a_batch_in_chunks_equal_one_image_at_a_time(crop):
+    """6 images: chunks of `models.CPU_CHUNK` (4) with a padded last chunk, per-image and strongest positions."""
+    arch = models.get("zfnet", init="fan_in", input_shape=(67, 67, 3), num_classes=10)
+    params = models.init(arch, jax.random.key(0))
+    x = jax.random.uniform(jax.random.key(1), (6, *arch.input_shape), minval=-1.0, maxval=1.0)
+    rows = np.arange(6)[:, None] % 2 + np.array([[0, 1]])  # inside the 3x3 pool2 map
+    for position in (None, rows):
+        got = deconv.project(arch, params, x, "pool2", 5, position=position, crop=crop)
+        want = [deconv.project(arch, params, x[i:i + 1], "pool2", 5, crop=crop,
+                               position=None if position is None else position[i]) for i in range(6)]
+        _close(got, jnp.concatenate(want))
+
+
+def test_map_chunks_equals_one_call():
+    x = jax.random.normal(jax.random.key(2), (7, 3, 2))
+    got = models.map_chunks(lambda a, b: (a * 2, b.sum(axis=(1, 2))), x, x + 1, chunk=3)
+    np.testing.assert_array_equal(got[0], x * 2)
+    np.testing.assert_array_equal(got[1], (x + 1).sum(axis=(1, 2)))
 
 
 def test_cropped_projection_under_jit_vmap_matches_project_many():

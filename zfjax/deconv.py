@@ -304,9 +304,21 @@ def project(arch: models.Arch, params: models.Params, x: Array, layer: str, chan
     _check_layer(arch, layer)
     models.check_images(arch, x, upto=layer)
     models.check_params(arch, params)
-    acts, pull = _projector(arch, params, x, layer, rule, lcn_rule, crop)
-    _check_unit(layer, acts.shape, channel, position)
-    return _pull_unit(acts, pull, channel, position).projections
+    return _project_in_chunks(arch, params, x, layer, channel, position, rule, lcn_rule, crop)
+
+
+def _project_in_chunks(arch, params, x, layer, channel, position, rule, lcn_rule, crop) -> Array:
+    """`project`'s work by `models.map_chunks` over the images (per-image positions chunked with them)."""
+    shape = dataclasses.replace(arch, input_shape=(*x.shape[1:3], arch.input_shape[2])).shapes()[layer]
+    _check_unit(layer, (x.shape[0], *shape), channel, position)
+
+    def chunk(images, pos):
+        acts, pull = _projector(arch, params, images, layer, rule, lcn_rule, crop)
+        return _pull_unit(acts, pull, channel, pos).projections
+
+    if position is not None and np.ndim(position) == 2:
+        return models.map_chunks(chunk, x, jnp.asarray(position))
+    return models.map_chunks(lambda images: chunk(images, position), x)
 
 
 @functools.partial(jax.jit, static_argnames=("arch", "layer", "chunk", "rule", "lcn_rule", "crop"))

@@ -338,6 +338,27 @@ def apply(arch: Arch, params: Params, x: Array, *, train: bool = False, rng: Arr
     return Forward(logits, acts, switches)
 
 
+CPU_CHUNK = 4
+"""Images per step of `map_chunks` on CPU."""
+
+
+def map_chunks(fn, *batches: Array, chunk: int | None = None):
+    """`fn(*batches)`, computed `chunk` images at a time in a loop (the leading axis of every array in `batches`).
+
+    On CPU (default `CPU_CHUNK`) one chunk's maps stay in cache and the loop reuses their buffers, where a whole
+    batch writes fresh memory for every map: ZFNet's forward to conv5 at batch 32 0.65 -> 0.49 s on one core, 32
+    images' projections 0.89 -> 0.73 s. On other backends the default is the whole batch (one call).
+    """
+    n = batches[0].shape[0]
+    chunk = chunk or (CPU_CHUNK if jax.default_backend() == "cpu" else n)
+    if n <= chunk:
+        return fn(*batches)
+    parts = [jnp.pad(b, ((0, -n % chunk),) + ((0, 0),) * (b.ndim - 1)).reshape(-1, chunk, *b.shape[1:])
+             for b in batches]
+    out = jax.lax.map(lambda part: fn(*part), parts)
+    return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[:n], out)
+
+
 def unravel_switches(switches: Array, in_width: int) -> tuple[Array, Array]:
     """Switches (flat indices) -> (rows, cols) in the pre-pool map."""
     return switches // in_width, switches % in_width

@@ -67,7 +67,7 @@ def update(arch: models.Arch, params: models.Params, state: State, images: Array
 
     `indices` (N,) are the images' global indices; rows with `valid` False (padding) are ignored.
     """
-    acts = models.apply(arch, params, images, upto=layer).acts[layer]
+    acts = models.map_chunks(lambda part: models.apply(arch, params, part, upto=layer).acts[layer], images)
     best, position = best_per_image(acts)
     best = jnp.where(valid[None, :], best, -jnp.inf)
     image = jnp.broadcast_to(jnp.where(valid, indices, _NO_IMAGE).astype(jnp.int32)[None, :], best.shape)
