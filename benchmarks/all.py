@@ -112,7 +112,8 @@ def small_net_row(train: dict) -> dict:
     return {"benchmark": "train_step_small", "zfjax_s": train["small_zfjax_s"],
             "reference_s": train["small_reference_s"], "ratio": train["small_ratio"], "agree": train["agree"],
             "compile_s": train["small_compile_s"], "gflop": train["small_gflop"], "gflops": gflops,
-            "peak_fraction": gflops / train["peak_gflops"], "reference_form": train["small_reference_form"]}
+            "peak_fraction": gflops / train["small_peak_gflops"], "peak_gflops": train["small_peak_gflops"],
+            "reference_form": train["small_reference_form"]}
 
 
 def _cells(r: dict) -> list[str]:
@@ -131,9 +132,9 @@ def main() -> None:
     results += [small_net_row(r) for r in results if r["benchmark"] == "train_step"]
     bar_chart(results, HERE / "results.png")
     mode = "quick sizes (`--quick`)" if args.quick else "full sizes"
-    peaks = " ".join(f"{r['peak_gflops']:.0f}" for r in results if "peak_gflops" in r)
-    head += (f"\n- measured peak (large float32 convolution, best of XLA:CPU and torch, timed in each benchmark's "
-             f"process), GFLOP/s: {peaks}")
+    peaks = ", ".join(f"{r['benchmark']} {r['peak_gflops']:.0f}" for r in results if "peak_gflops" in r)
+    head += (f"\n- measured peak, GFLOP/s (a large float32 convolution, the faster of XLA:CPU and torch, timed once "
+             f"per round in each benchmark's process; median): {peaks}")
     gpu = HERE / "gpu_results.md"  # written by hand from a `benchmarks.gpu` run on the device machine
     report.write_text(HERE / "results.md", f"# zfjax benchmarks ({mode})\n\n{head}\n\n{results_table(results)}\n\n"
                       "![ratios](results.png)\n\n[sweep](sweep.md) (time against work):\n\n"

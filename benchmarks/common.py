@@ -125,14 +125,25 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
+class Rounds(NamedTuple):
+    """Seconds of every ABAB round: zfjax, the reference, any further callables; and the machine's peak over the same
+    rounds (`benchmarks.roofline.peak_probe`, timed once per round: the median rate, at the rounds' own load)."""
+    zfjax: list[float]
+    reference: list[float]
+    more: tuple[list[float], ...]
+    peak_gflops: float
+
+
 def abab(zfjax_fn: Callable[[], object], reference_fn: Callable[[], object], rounds: int,
-         *more: Callable[[], object]) -> tuple[list, ...]:
-    """Alternate zfjax, the reference (and `more` callables) `rounds` times each; every list of seconds."""
-    times: tuple[list, ...] = tuple([] for _ in range(2 + len(more)))
+         *more: Callable[[], object]) -> Rounds:
+    """Alternate zfjax, the reference, the `more` callables and the peak probe, `rounds` times each."""
+    from benchmarks import roofline
+    probe, probe_gflop = roofline.peak_probe()
+    times: tuple[list, ...] = tuple([] for _ in range(3 + len(more)))
     for _ in range(rounds):
-        for fn, out in zip((zfjax_fn, reference_fn, *more), times):
+        for fn, out in zip((zfjax_fn, reference_fn, *more, probe), times):
             out.append(timed(fn))
-    return times
+    return Rounds(times[0], times[1], times[2:-1], probe_gflop / statistics.median(times[-1]))
 
 
 class Reference(NamedTuple):
@@ -157,19 +168,17 @@ def fastest(forms: dict[str, Callable[[], object]], ours, tries: int = 2) -> Ref
     return Reference(best, forms[best], seconds, err)
 
 
-def report(name: str, zfjax_s: list[float], reference_s: list[float], agree: bool, *, compile_s: float,
-           err: float, gflop: float, **extra) -> dict:
+def report(name: str, rounds: Rounds, agree: bool, *, compile_s: float, err: float, gflop: float,
+           **extra) -> dict:
     """Print the table and the roofline and, last, the JSON line; return the JSON object.
 
-    `gflop` is the arithmetic the work needs (`benchmarks.roofline`); the machine's peak is measured here, in the
-    benchmark's own process, so "peak_fraction" is zfjax's achieved GFLOP/s over that peak.
+    `gflop` is the arithmetic the work needs (`benchmarks.roofline`); "peak_fraction" is zfjax's achieved GFLOP/s
+    over the peak measured in the same rounds.
     """
-    from benchmarks import roofline
-    za, rb = statistics.median(zfjax_s), statistics.median(reference_s)
-    peak = roofline.peak_gflops()
+    za, rb, peak = statistics.median(rounds.zfjax), statistics.median(rounds.reference), rounds.peak_gflops
     print(f"{'':10} {'median s':>10} {'min s':>10} {'rounds':>7}")
-    print(f"{'zfjax':10} {za:10.4f} {min(zfjax_s):10.4f} {len(zfjax_s):7d}   (compile {compile_s:.2f} s)")
-    print(f"{'reference':10} {rb:10.4f} {min(reference_s):10.4f} {len(reference_s):7d}")
+    print(f"{'zfjax':10} {za:10.4f} {min(rounds.zfjax):10.4f} {len(rounds.zfjax):7d}   (compile {compile_s:.2f} s)")
+    print(f"{'reference':10} {rb:10.4f} {min(rounds.reference):10.4f} {len(rounds.reference):7d}")
     print(f"max relative difference {err:.2e}; ratio reference/zfjax = {rb / za:.2f}x")
     print(f"arithmetic {gflop:.2f} GFLOP: zfjax {gflop / za:.1f} GFLOP/s = {gflop / za / peak:.0%} of the measured "
           f"peak {peak:.0f} GFLOP/s (load {os.getloadavg()[0]:.1f})")

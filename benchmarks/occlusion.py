@@ -80,9 +80,9 @@ def bench(patch: int, stride: int, rounds: int, per_eval: tuple[int, ...] = PER_
     p0 = float(jax.nn.softmax(models.apply(arch, params, image[None]).logits[0])[LABEL])
     ref = common.fastest(reference_forms(net, x, patch, stride, per_eval),
                          attribution_from_map(p0, maps.prob_true, image.shape[:2], patch, stride), tries=1)
-    a, b = common.abab(ours, ref.fn, rounds)
+    timing = common.abab(ours, ref.fn, rounds)
     gflop = roofline.gflop(roofline.occlusion_macs(arch, patch, stride))
-    return common.report(f"occlusion_p{patch}_s{stride}", a, b, ref.err <= 1e-3, compile_s=compile_s, err=ref.err,
+    return common.report(f"occlusion_p{patch}_s{stride}", timing, ref.err <= 1e-3, compile_s=compile_s, err=ref.err,
                          gflop=gflop, positions=maps.prob_true.size, size=size, patch=patch, stride=stride,
                          reference_form=ref.name, reference_forms=ref.seconds)
 

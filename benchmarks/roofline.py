@@ -3,12 +3,13 @@
 Arithmetic is counted in multiply-adds of the convolutions and fc layers (2 flops each; biases, ReLU, pooling and
 LCN are not counted): the least a program must do for the benchmark's work, so GFLOP/s over it is a lower bound of
 what the program runs at, and its fraction of the peak says how far the work is from the machine's limit. The peak
-is the best rate of a large float32 convolution timed in the benchmark's own process (same load, same flags).
+is the rate of a large float32 convolution timed in the benchmark's own process, once per ABAB round (same load,
+same flags; `benchmarks.common.abab`).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
+from typing import Callable
 
 import jax
 import numpy as np
@@ -20,31 +21,26 @@ from zfjax import receptive_field as rf
 PEAK_INPUT, PEAK_FILTERS = (8, 56, 56, 256), (3, 3, 256, 256)  # a 3x3 conv at 256 -> 256 maps: 29.6 GFLOP
 
 
-def peak_gflops(rounds: int = 5) -> float:
-    """The machine's measured float32 peak: GFLOP/s of the best of `rounds` runs of a large 3x3 convolution, the
-    faster of XLA:CPU (`layers.conv`) and torch's oneDNN (channels-last, its faster layout here)."""
+def peak_probe() -> tuple[Callable[[], object], float]:
+    """The peak probe, warmed up: a callable that runs a large float32 3x3 convolution, the faster (one trial each)
+    of XLA:CPU (`layers.conv`) and torch's oneDNN (channels-last, its faster layout here); and its GFLOP."""
     torch = common.setup_torch()
     x = jax.random.normal(jax.random.key(0), PEAK_INPUT)
     w = jax.random.normal(jax.random.key(1), PEAK_FILTERS) * 0.05
     conv = jax.jit(lambda x, w: layers.conv(x, w, None, 1, 1))
     xt = torch.tensor(np.asarray(x)).permute(0, 3, 1, 2)  # NHWC memory: channels-last
     wt = torch.tensor(np.asarray(w)).permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last)
-    runs = (lambda: jax.block_until_ready(conv(x, w)), lambda: torch.nn.functional.conv2d(xt, wt, padding=1))
-    with torch.no_grad():
-        best = min(_best(run, rounds) for run in runs)
+
+    def oednn():
+        with torch.no_grad():
+            torch.nn.functional.conv2d(xt, wt, padding=1)
+
+    runs = (lambda: jax.block_until_ready(conv(x, w)), oednn)
+    for run in runs:
+        run()
+    best = min(runs, key=lambda run: min(common.timed(run) for _ in range(2)))
     n, h, wd, _ = PEAK_INPUT
-    return 2 * n * h * wd * math.prod(PEAK_FILTERS) / best / 1e9
-
-
-def _best(run, rounds: int) -> float:
-    """Least seconds of `rounds` calls after a warm-up call."""
-    run()
-    return min(common.timed(run) for _ in range(rounds))
-
-
-def at_size(arch: models.Arch, hw: tuple[int, int]) -> models.Arch:
-    """`arch` for inputs of spatial size `hw` (its fc layers then take the last map of that size)."""
-    return dataclasses.replace(arch, input_shape=(*hw, arch.input_shape[2]))
+    return best, 2 * n * h * wd * math.prod(PEAK_FILTERS) / 1e9
 
 
 def forward_macs(arch: models.Arch, upto: str | None = None) -> int:

@@ -48,9 +48,9 @@ def bench(num: int, rounds: int, size: int = 224) -> dict:
              "channels-last": functools.partial(torch_topk, common.channels_last(cut(net)), images, last=True)}
     ref = common.fastest({name: lambda f=f: f()[0] for name, f in forms.items()}, got.values)
     agree = ref.err <= 1e-4 and common.max_rel_err(got.values, chosen) <= 1e-4
-    a, b = common.abab(ours, ref.fn, rounds)
+    timing = common.abab(ours, ref.fn, rounds)
     gflop = roofline.gflop(num * roofline.forward_macs(arch, "conv5"))
-    return common.report("topk_scan", a, b, agree, compile_s=compile_s, err=ref.err, gflop=gflop, images=num,
+    return common.report("topk_scan", timing, agree, compile_s=compile_s, err=ref.err, gflop=gflop, images=num,
                          size=size, reference_form=ref.name, reference_forms=ref.seconds)
 
 

@@ -65,8 +65,8 @@ def setup(name: str, size: int, batch: int):
     return state, step, {"image": jnp.asarray(images), "label": jnp.asarray(labels)}, fast.fn, err, fast.name
 
 
-def bench_one(name: str, size: int, batch: int, rounds: int) -> tuple[list, list, float, float, str]:
-    """(zfjax seconds, torch seconds, compile seconds, test-mode losses' relative difference, torch's form)."""
+def bench_one(name: str, size: int, batch: int, rounds: int) -> tuple[common.Rounds, float, float, str]:
+    """(ABAB rounds, compile seconds, test-mode losses' relative difference, torch's form)."""
     state, step, data, torch_step, err, form = setup(name, size, batch)
     holder = {"state": state}
 
@@ -76,25 +76,25 @@ def bench_one(name: str, size: int, batch: int, rounds: int) -> tuple[list, list
 
     compile_s = common.timed(lambda: jax.block_until_ready(step.lower(state, data).compile()))
     ours(), torch_step()
-    a, b = common.abab(ours, torch_step, rounds)
-    return a, b, compile_s, err, form
+    return common.abab(ours, torch_step, rounds), compile_s, err, form
 
 
 def bench(size: int, batch: int, rounds: int) -> dict:
-    small = bench_one("small", 28, 128, rounds)
-    zf = bench_one("zfnet", size, batch, rounds)
+    small, small_compile, small_err, small_form = bench_one("small", 28, 128, rounds)
+    zf, compile_s, zf_err, form = bench_one("zfnet", size, batch, rounds)
     med = lambda v: float(np.median(v))  # noqa: E731
-    extra = {"zfnet_images_per_s": batch / med(zf[0]), "torch_zfnet_images_per_s": batch / med(zf[1]),
-             "small_images_per_s": 128 / med(small[0]), "torch_small_images_per_s": 128 / med(small[1]),
-             "small_ratio": med(small[1]) / med(small[0]), "small_zfjax_s": med(small[0]),
-             "small_reference_s": med(small[1]), "small_compile_s": small[2], "size": size, "batch": batch,
-             "reference_form": zf[4], "small_reference_form": small[4],
-             "small_gflop": roofline.gflop(128 * roofline.train_macs(models.get("small")))}
+    extra = {"zfnet_images_per_s": batch / med(zf.zfjax), "torch_zfnet_images_per_s": batch / med(zf.reference),
+             "small_images_per_s": 128 / med(small.zfjax), "torch_small_images_per_s": 128 / med(small.reference),
+             "small_ratio": med(small.reference) / med(small.zfjax), "small_zfjax_s": med(small.zfjax),
+             "small_reference_s": med(small.reference), "small_compile_s": small_compile, "size": size,
+             "batch": batch, "reference_form": form, "small_reference_form": small_form,
+             "small_gflop": roofline.gflop(128 * roofline.train_macs(models.get("small"))),
+             "small_peak_gflops": small.peak_gflops}
     print(f"small net: zfjax {extra['small_images_per_s']:.0f} images/s, torch "
           f"{extra['torch_small_images_per_s']:.0f} images/s (ratio {extra['small_ratio']:.2f}x)")
-    err = max(zf[3], small[3])
+    err = max(zf_err, small_err)
     arch = models.get("zfnet", input_shape=(size, size, 3))
-    return common.report("train_step", zf[0], zf[1], err <= 1e-4, compile_s=zf[2], err=err,
+    return common.report("train_step", zf, err <= 1e-4, compile_s=compile_s, err=err,
                          gflop=roofline.gflop(batch * roofline.train_macs(arch)), **extra)
 
 
