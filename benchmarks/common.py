@@ -147,25 +147,27 @@ def abab(zfjax_fn: Callable[[], object], reference_fn: Callable[[], object], rou
 
 
 class Reference(NamedTuple):
-    """The reference's fastest form: its name and callable, every candidate's seconds, and the largest relative
-    difference of any candidate's output from zfjax's."""
+    """The reference's fastest form: its name and callable, every candidate's seconds (None: its output disagreed
+    with zfjax's, so it is not a fair form), and the relative difference of the chosen form's output."""
     name: str
     fn: Callable[[], object]
-    seconds: dict[str, float]
+    seconds: dict[str, float | None]
     err: float
 
 
-def fastest(forms: dict[str, Callable[[], object]], ours, tries: int = 2) -> Reference:
-    """Warm up every candidate form of the reference (checking its output against zfjax's `ours` unless that is
-    None), time each `tries` times and pick the least time."""
-    seconds, err = {}, 0.0
+def fastest(forms: dict[str, Callable[[], object]], ours, tol: float, tries: int = 2) -> Reference:
+    """Warm up every candidate form of the reference, check its output against zfjax's `ours` (within `tol`; None:
+    no check), time each that agrees `tries` times and pick the least time (the first form if none agrees)."""
+    seconds, errs = {}, {}
     for name, fn in forms.items():
         out = fn()
-        err = err if ours is None else max(err, max_rel_err(ours, out))
-        seconds[name] = min(timed(fn) for _ in range(tries))
-        print(f"reference form {name!r}: {seconds[name]:.4f} s", flush=True)
-    best = min(seconds, key=seconds.get)
-    return Reference(best, forms[best], seconds, err)
+        errs[name] = 0.0 if ours is None else max_rel_err(ours, out)
+        seconds[name] = min(timed(fn) for _ in range(tries)) if errs[name] <= tol else None
+        print(f"reference form {name!r}: " + (f"{seconds[name]:.4f} s" if seconds[name] is not None else
+                                              f"disagrees ({errs[name]:.1e})"), flush=True)
+    timed_forms = [name for name in forms if seconds[name] is not None] or list(forms)[:1]
+    best = min(timed_forms, key=lambda name: seconds[name] or 0.0)
+    return Reference(best, forms[best], seconds, errs[best])
 
 
 def report(name: str, rounds: Rounds, agree: bool, *, compile_s: float, err: float, gflop: float,

@@ -55,7 +55,7 @@ def test_results_table_marks_missed_targets():
 def test_occlusion_refuses_a_grid_captum_does_not_share():
     from benchmarks import occlusion
     with pytest.raises(ValueError, match="does not divide"):
-        occlusion.bench(patch=48, stride=32, rounds=1, per_eval=(8,), size=224)  # 176 % 32: Captum adds a clipped square
+        occlusion.bench(patch=48, stride=32, rounds=1, per_eval=(8,), size=224)  # 176 % 32: Captum adds a square
 
 
 @pytest.mark.parametrize("args", [["--size", "64", "--batch", "2"], ["--arch", "small", "--batch", "4"]])

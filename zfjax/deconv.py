@@ -159,7 +159,8 @@ class Cone(NamedTuple):
 
 
 def cone_stages(arch: models.Arch, layer: str, input_hw: tuple[int, int]) -> tuple[Cone, ...]:
-    """The stages up to `layer`, each with the fixed window a single unit of `layer` reads through it."""
+    """The stages up to `layer`, each with the fixed window a single unit of `layer` reads through it (the geometry
+    of the cropped projection; `benchmarks.roofline` counts its multiply-adds from it)."""
     stages = rf.stages(arch)  # the conv and pool steps, shared with occlusion
     stages = stages[:[st.name for st in stages].index(layer) + 1]
     shapes = dataclasses.replace(arch, input_shape=(*input_hw, arch.input_shape[2])).shapes()
@@ -191,7 +192,7 @@ def _out_margins(cones: tuple[Cone, ...], i: int) -> tuple[tuple[int, int], tupl
     return (cones[i + 1].before, cones[i + 1].after) if i + 1 < len(cones) else ((0, 0), (0, 0))
 
 
-def _saved(arch: models.Arch, ops: layers.Ops, cones: tuple[Cone, ...], fwd: models.Forward) -> tuple:
+def saved_forward(arch: models.Arch, ops: layers.Ops, cones: tuple[Cone, ...], fwd: models.Forward) -> tuple:
     """Per stage, what its backward needs from the shared forward, computed once for all units, padded by the margins:
     a conv's (post-ReLU) map; a pool's switches as window offsets (`ops.max_pool`) and, with LCN, the residuals of
     `ops.lcn`'s custom VJP (its `fwd`: maps of the pooled map's shape, so each unit slices its window of them)."""
@@ -207,8 +208,8 @@ def _saved(arch: models.Arch, ops: layers.Ops, cones: tuple[Cone, ...], fwd: mod
     return tuple(out)
 
 
-def _stage_backward(arch: models.Arch, params: models.Params, ops: layers.Ops, cone: Cone, out_start: Array,
-                    saved: tuple, g: Array) -> Array:
+def stage_backward(arch: models.Arch, params: models.Params, ops: layers.Ops, cone: Cone, out_start: Array,
+                   saved: tuple, g: Array) -> Array:
     """One stage's backward on a unit's (h, w, C) window: the rule's VJPs at the shared forward's values (a linear
     map of `g`; nothing of the forward is recomputed per unit).
 
@@ -241,8 +242,8 @@ def _place(g: Array, start: Array, hw: tuple[int, int]) -> Array:
 def _pull_cropped(arch, params, ops, cones, channels, saved, channel, row, col, value) -> Array:
     """One image's unit pulled back through its cone only: fixed-size windows per stage, then placed in the image.
 
-    `channels` is the number of maps of the unit's layer; `saved` is that image's `_saved`, sliced per stage at the
-    window the cone covers there (`dynamic_slice`, so `row`, `col` and `channel` may be traced and vmapped).
+    `channels` is the number of maps of the unit's layer; `saved` is that image's `saved_forward`, sliced per stage at
+    the window the cone covers there (`dynamic_slice`, so `row`, `col` and `channel` may be traced and vmapped).
     """
     g = (jax.nn.one_hot(channel, channels, dtype=value.dtype) * value)[None, None]
     start = jnp.stack([row, col]).astype(jnp.int32)
@@ -251,7 +252,7 @@ def _pull_cropped(arch, params, ops, cones, channels, saved, channel, row, col, 
         before = _out_margins(cones, i)[0]
         corner = (start[0] + before[0], start[1] + before[1], 0)
         here = jax.tree.map(lambda m: lax.dynamic_slice(m, corner, (*g.shape[:2], m.shape[2])), saved[i])
-        g = _stage_backward(arch, params, ops, cone, start, here, g)
+        g = stage_backward(arch, params, ops, cone, start, here, g)
         start = start * st.stride - st.pad
         if i:  # the input stage's window is placed (and cut to the image) by `_place`
             g = jnp.where(_inside(start, cone.length, cone.source_hw), g, jnp.zeros((), g.dtype))
@@ -277,7 +278,7 @@ def _projector(arch, params, x, layer, rule, lcn_rule, crop):
             return pullback(jnp.zeros_like(acts).at[images, rows, cols, channel].set(value))[0]
         return acts, pull
     fwd = models.apply(arch, params, x, upto=layer)
-    saved = _saved(arch, ops, cones, fwd)
+    saved = saved_forward(arch, ops, cones, fwd)
 
     def pull(channel, rows, cols, value):
         one = functools.partial(_pull_cropped, arch, params, ops, cones, fwd.acts[layer].shape[3])
@@ -455,6 +456,6 @@ def _input_hw(arch: models.Arch, fwd: models.Forward, x: Array, i: int) -> tuple
 
 
 __all__ = ["RULES", "LCN_RULES", "backward_ops", "projectable_layers", "project", "project_many", "Projections",
-           "Cone", "cone_stages",
+           "Cone", "cone_stages", "saved_forward", "stage_backward",
            "project_reference", "unpool", "rectify", "conv_transpose", "lcn_gradient", "rectified_relu",
            "guided_relu", "lcn_skipped_backward"]

@@ -220,7 +220,8 @@ def unpool_offsets(g: Array, offset: Array, in_hw: tuple[int, int], window: int,
         out = None
         for ty in range(-(-(k - a) // s)):
             for tx in range(-(-(k - b) // s)):
-                cut = (slice(None), slice(taps - 1 - ty, taps - 1 - ty + q[0]), slice(taps - 1 - tx, taps - 1 - tx + q[1]))
+                cut = (slice(None), slice(taps - 1 - ty, taps - 1 - ty + q[0]),
+                       slice(taps - 1 - tx, taps - 1 - tx + q[1]))
                 term = jnp.where(op[cut] == (a + s * ty) * k + b + s * tx, gp[cut], zero)
                 out = term if out is None else out + term
         return out
