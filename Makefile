@@ -36,6 +36,7 @@ test: install fashion-mnist
 
 bench: install
 	$(BIN)/python -m benchmarks.all --quick
+	$(BIN)/python -m benchmarks.all --sweep --quick
 
 clean:
 	rm -rf $(VENV) .jax_cache .pytest_cache *.egg-info

@@ -1,9 +1,10 @@
 """Run every benchmark, each in a fresh subprocess; write `benchmarks/results.md` and the ratio bar chart.
 
-``python -m benchmarks.all --quick`` (small sizes, about 5 minutes on 2 cores) or without ``--quick`` (the reported
-sizes; long: Captum projects 256 units one by one). ``--sweep`` instead times deconv against the number of units
-(1, 8, 32, 256) and occlusion against the number of positions (patch 32, stride 32, 16, 8), zfjax and the reference, and
-adds the plots to the results. Each benchmark's JSON line is printed as it finishes.
+``python -m benchmarks.all --quick`` (the reported sizes but 128 images for the top-k scan and 112x112 for the cold
+start; 15-25 minutes on 2 cores: Captum projects 256 units one by one, and each benchmark first times every form
+of its reference) or without ``--quick``. ``--sweep`` instead times deconv against the number of units (1, 8, 32;
+and 256 without ``--quick``) and occlusion against the number of positions (patch 32, stride 32, 16, 8), zfjax and
+the reference, and writes ``sweep.md`` and its plot. Each benchmark's JSON line is printed as it finishes.
 """
 from __future__ import annotations
 
@@ -72,10 +73,10 @@ def results_table(results: list[dict]) -> str:
              f"{TARGETS[r['benchmark']]:.2f}x", "yes" if r["ratio"] >= TARGETS[r["benchmark"]] else "NO",
              f"{r['gflop']:.1f}", f"{r['gflops']:.0f}", f"{r['peak_fraction']:.0%}",
              f"{r['ratio_whole']:.2f}x" if "ratio_whole" in r else "-", r.get("reference_form", "-"),
-             str(r["agree"]), f"{r['compile_s']:.1f}"] for r in results]
+             str(r["agree"]), f"{r['compile_s']:.1f}", f"{r['load']:.1f}"] for r in results]
     return report.markdown_table(["benchmark", "zfjax s", "reference s", "ratio", "target", "met", "GFLOP",
                                   "zfjax GFLOP/s", "of peak", "ratio vs whole net", "reference form", "agree",
-                                  "zfjax compile s"], rows)
+                                  "zfjax compile s", "load"], rows)
 
 
 def sweep(quick: bool) -> str:
@@ -113,7 +114,7 @@ def small_net_row(train: dict) -> dict:
             "reference_s": train["small_reference_s"], "ratio": train["small_ratio"], "agree": train["agree"],
             "compile_s": train["small_compile_s"], "gflop": train["small_gflop"], "gflops": gflops,
             "peak_fraction": gflops / train["small_peak_gflops"], "peak_gflops": train["small_peak_gflops"],
-            "reference_form": train["small_reference_form"]}
+            "reference_form": train["small_reference_form"], "load": train["load"]}
 
 
 def _cells(r: dict) -> list[str]:

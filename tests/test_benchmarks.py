@@ -45,7 +45,7 @@ def test_benchmark_runs_and_agrees(name, capsys, monkeypatch):
 
 def test_results_table_marks_missed_targets():
     from benchmarks import all as bench_all
-    roof = {"gflop": 10.0, "gflops": 5.0, "peak_fraction": 0.5, "agree": True, "compile_s": 1.0}
+    roof = {"gflop": 10.0, "gflops": 5.0, "peak_fraction": 0.5, "agree": True, "compile_s": 1.0, "load": 1.0}
     rows = [{"benchmark": "topk_scan", "zfjax_s": 2.0, "reference_s": 1.0, "ratio": 0.5, **roof},
             {"benchmark": "occlusion_p48_s16", "zfjax_s": 1.0, "reference_s": 9.0, "ratio": 9.0, **roof}]
     lines = bench_all.results_table(rows).splitlines()
