@@ -47,6 +47,7 @@ test: install fashion-mnist chromium
 
 bench: install
 	$(BIN)/python -m benchmarks.all --quick
+	$(BIN)/python -m benchmarks.all --sweep --quick
 
 clean:
 	rm -rf $(VENV) .jax_cache .pytest_cache *.egg-info

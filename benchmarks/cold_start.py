@@ -39,7 +39,8 @@ def child_zfjax(work: pathlib.Path, size: int) -> None:
 
 
 def child_captum(work: pathlib.Path, size: int) -> None:
-    """Import torch + Captum, build the twin from the same weights, project the same unit; save it."""
+    """Import torch + Captum, build the twin from the same weights, project the same unit on the twin cut after
+relu5 (Captum's fastest form); save it."""
     from benchmarks import deconv as bench_deconv
     from zfjax.network import models
     arch = models.get("zfnet", input_shape=(size, size, 3))
@@ -49,7 +50,7 @@ def child_captum(work: pathlib.Path, size: int) -> None:
         params[k.split("/")[0]][k.split("/")[1]] = data[k]
     net = common.torch_net(arch, params)
     x = common.to_nchw(np.load(work / "image.npy"))
-    np.save(work / "captum.npy", bench_deconv.captum_batch(net, x, CHANNEL)[0])
+    np.save(work / "captum.npy", bench_deconv.captum_batch(bench_deconv.cut(net), x, CHANNEL)[0])
 
 
 def run_child(which: str, work: pathlib.Path, size: int) -> float:
@@ -61,18 +62,20 @@ def run_child(which: str, work: pathlib.Path, size: int) -> float:
 
 def bench(size: int, rounds: int) -> dict:
     import jax
+    from benchmarks import deconv as bench_deconv
     from zfjax.network import models
     arch, params, images, _ = common.zfnet(size, 1)
+    gflop = bench_deconv.arithmetic(arch, "batch", 1)  # the one projection; the rest of the wall clock is start-up
     with tempfile.TemporaryDirectory() as tmp:
         work = pathlib.Path(tmp)
         np.savez(work / "weights.npz", **{f"{n}/{k}": np.asarray(v) for n, p in params.items() for k, v in p.items()})
         np.save(work / "image.npy", np.asarray(images))
-        del arch, models, jax
+        del arch, models, jax, bench_deconv
         compile_s = run_child("zfjax", work, size)  # fills the persistent cache (a user's first ever run)
         run_child("captum", work, size)
         err = common.max_rel_err(np.load(work / "zfjax.npy"), np.load(work / "captum.npy"))
-        a, b = common.abab(lambda: run_child("zfjax", work, size), lambda: run_child("captum", work, size), rounds)
-    return common.report("cold_start", a, b, err <= 1e-4, compile_s=compile_s, err=err, size=size,
+        timing = common.abab(lambda: run_child("zfjax", work, size), lambda: run_child("captum", work, size), rounds)
+    return common.report("cold_start", timing, err <= 1e-4, compile_s=compile_s, err=err, gflop=gflop, size=size,
                          target_ratio=1 / 1.5)
 
 

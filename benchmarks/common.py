@@ -1,19 +1,23 @@
-"""Shared machinery of the benchmarks: the torch twin of a zfjax network, ABAB timing, the report line.
+"""Shared machinery of the benchmarks: the torch twin of a zfjax network, the reference's fastest form, ABAB
+timing, the report line.
 
-Every benchmark runs the same work in zfjax and in the reference (torch 2.13 CPU + Captum) in one process, checks
-that the outputs agree before timing, warms both up (zfjax's compile time is reported apart), alternates A/B/A/B,
-and prints a table and, as its last line, one JSON object with the median times and their ratio.
+Every benchmark runs the same work in zfjax and in the reference (torch 2.13 CPU + Captum) in one process. The
+reference gets its fastest fair form: each candidate form (the net cut after the layer, channels-last, batch sizes,
+...) is timed and the fastest is used (`fastest`). Outputs are checked to agree before timing, both sides are warmed
+up (zfjax's compile time is reported apart), A/B/A/B alternate, and each benchmark prints a table and, as its last
+line, one JSON object with the median times, their ratio and the roofline figures (`report`).
 """
 from __future__ import annotations
 
 import argparse
 import collections
+import copy
 import json
 import os
 import pathlib
 import statistics
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import numpy as np
@@ -94,6 +98,14 @@ def torch_net(arch: models.Arch, params: models.Params):
     return net.eval()
 
 
+def channels_last(obj):
+    """A channels-last copy of a torch module or 4-D tensor (torch's faster layout for some convolutions)."""
+    torch = setup_torch()
+    if isinstance(obj, torch.Tensor):
+        return obj.contiguous(memory_format=torch.channels_last)
+    return copy.deepcopy(obj).to(memory_format=torch.channels_last)
+
+
 def to_nchw(x) -> "torch.Tensor":  # noqa: F821
     """A zfjax NHWC batch as a contiguous NCHW torch tensor."""
     torch = setup_torch()
@@ -113,24 +125,67 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
-def abab(zfjax_fn: Callable[[], object], reference_fn: Callable[[], object], rounds: int) -> tuple[list, list]:
-    """Alternate zfjax and reference `rounds` times each; return both lists of seconds."""
-    a, b = [], []
+class Rounds(NamedTuple):
+    """Seconds of every ABAB round: zfjax, the reference, any further callables; and the machine's peak over the same
+    rounds (`benchmarks.roofline.peak_probe`, timed once per round: the median rate, at the rounds' own load)."""
+    zfjax: list[float]
+    reference: list[float]
+    more: tuple[list[float], ...]
+    peak_gflops: float
+
+
+def abab(zfjax_fn: Callable[[], object], reference_fn: Callable[[], object], rounds: int,
+         *more: Callable[[], object]) -> Rounds:
+    """Alternate zfjax, the reference, the `more` callables and the peak probe, `rounds` times each."""
+    from benchmarks import roofline
+    probe, probe_gflop = roofline.peak_probe()
+    times: tuple[list, ...] = tuple([] for _ in range(3 + len(more)))
     for _ in range(rounds):
-        a.append(timed(zfjax_fn))
-        b.append(timed(reference_fn))
-    return a, b
+        for fn, out in zip((zfjax_fn, reference_fn, *more, probe), times):
+            out.append(timed(fn))
+    return Rounds(times[0], times[1], times[2:-1], probe_gflop / statistics.median(times[-1]))
 
 
-def report(name: str, zfjax_s: list[float], reference_s: list[float], agree: bool, *, compile_s: float,
-           err: float, **extra) -> dict:
-    """Print the table and, last, the JSON line; return the JSON object."""
-    za, rb = statistics.median(zfjax_s), statistics.median(reference_s)
+class Reference(NamedTuple):
+    """The reference's fastest form: its name and callable, every candidate's seconds (None: its output disagreed
+    with zfjax's, so it is not a fair form), and the relative difference of the chosen form's output."""
+    name: str
+    fn: Callable[[], object]
+    seconds: dict[str, float | None]
+    err: float
+
+
+def fastest(forms: dict[str, Callable[[], object]], ours, tol: float, tries: int = 2) -> Reference:
+    """Warm up every candidate form of the reference, check its output against zfjax's `ours` (within `tol`; None:
+    no check), time each that agrees `tries` times and pick the least time (the first form if none agrees)."""
+    seconds, errs = {}, {}
+    for name, fn in forms.items():
+        out = fn()
+        errs[name] = 0.0 if ours is None else max_rel_err(ours, out)
+        seconds[name] = min(timed(fn) for _ in range(tries)) if errs[name] <= tol else None
+        print(f"reference form {name!r}: " + (f"{seconds[name]:.4f} s" if seconds[name] is not None else
+                                              f"disagrees ({errs[name]:.1e})"), flush=True)
+    timed_forms = [name for name in forms if seconds[name] is not None] or list(forms)[:1]
+    best = min(timed_forms, key=lambda name: seconds[name] or 0.0)
+    return Reference(best, forms[best], seconds, errs[best])
+
+
+def report(name: str, rounds: Rounds, agree: bool, *, compile_s: float, err: float, gflop: float,
+           **extra) -> dict:
+    """Print the table and the roofline and, last, the JSON line; return the JSON object.
+
+    `gflop` is the arithmetic the work needs (`benchmarks.roofline`); "peak_fraction" is zfjax's achieved GFLOP/s
+    over the peak measured in the same rounds.
+    """
+    za, rb, peak = statistics.median(rounds.zfjax), statistics.median(rounds.reference), rounds.peak_gflops
     print(f"{'':10} {'median s':>10} {'min s':>10} {'rounds':>7}")
-    print(f"{'zfjax':10} {za:10.4f} {min(zfjax_s):10.4f} {len(zfjax_s):7d}   (compile {compile_s:.2f} s)")
-    print(f"{'reference':10} {rb:10.4f} {min(reference_s):10.4f} {len(reference_s):7d}")
+    print(f"{'zfjax':10} {za:10.4f} {min(rounds.zfjax):10.4f} {len(rounds.zfjax):7d}   (compile {compile_s:.2f} s)")
+    print(f"{'reference':10} {rb:10.4f} {min(rounds.reference):10.4f} {len(rounds.reference):7d}")
     print(f"max relative difference {err:.2e}; ratio reference/zfjax = {rb / za:.2f}x")
+    print(f"arithmetic {gflop:.2f} GFLOP: zfjax {gflop / za:.1f} GFLOP/s = {gflop / za / peak:.0%} of the measured "
+          f"peak {peak:.0f} GFLOP/s (load {os.getloadavg()[0]:.1f})")
     out = {"benchmark": name, "zfjax_s": za, "reference_s": rb, "ratio": rb / za, "agree": bool(agree),
-           "max_rel_err": err, "compile_s": compile_s, **extra}
+           "max_rel_err": err, "compile_s": compile_s, "gflop": gflop, "gflops": gflop / za,
+           "peak_fraction": gflop / za / peak, "peak_gflops": peak, "load": os.getloadavg()[0], **extra}
     print(json.dumps(out))
     return out

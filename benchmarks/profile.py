@@ -49,9 +49,9 @@ def profile(size: int, batch: int, rounds: int, name: str = "zfnet") -> list[dic
     torch = common.setup_torch()
     arch, params, images, net = common.zfnet(size, batch, name=name)
     fwd = models.apply(arch, params, images)
-    cones = deconv._cones(arch, "conv5", (size, size))
+    cones = deconv.cone_stages(arch, "conv5", (size, size))
     ops = deconv.backward_ops("deconvnet", "gradient")
-    saved = deconv._saved(arch, ops, cones, jax.tree.map(lambda a: a[:1], fwd))
+    saved = deconv.saved_forward(arch, ops, cones, jax.tree.map(lambda a: a[:1], fwd))
     rows = []
     for i, cone in enumerate(cones):
         st = cone.stage
@@ -62,7 +62,7 @@ def profile(size: int, batch: int, rounds: int, name: str = "zfnet") -> list[dic
         out_len = tuple((n - st.kernel) // st.stride + 1 for n in cone.length)  # the stage's output window
         here = jax.tree.map(lambda m: m[0, :out_len[0], :out_len[1]], saved[i])  # a unit's window of the forward
         g = jnp.ones((UNITS, *out_len, jax.tree.leaves(here)[0].shape[-1]), jnp.float32)
-        proj = jax.jit(jax.vmap(lambda g, p, here=here, cone=cone: deconv._stage_backward(
+        proj = jax.jit(jax.vmap(lambda g, p, here=here, cone=cone: deconv.stage_backward(
             arch, {**params, **p}, ops, cone, jnp.zeros(2, jnp.int32), here, g), in_axes=(0, None)))
         mod = _torch_stage(net, torch, st.name)
         xt = common.to_nchw(xin)

@@ -18,7 +18,7 @@ import dataclasses
 import pathlib
 import sys
 import time
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import jax
 import numpy as np

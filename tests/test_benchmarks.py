@@ -34,6 +34,8 @@ def test_benchmark_runs_and_agrees(name, capsys, monkeypatch):
     assert out["benchmark"] == name and out["agree"] is True, out
     assert out["zfjax_s"] > 0 and out["reference_s"] > 0
     assert out["ratio"] == pytest.approx(out["reference_s"] / out["zfjax_s"])
+    assert out["gflop"] > 0 and out["gflops"] == pytest.approx(out["gflop"] / out["zfjax_s"])
+    assert out["peak_fraction"] == pytest.approx(out["gflops"] / out["peak_gflops"])
     if name == "train_step":  # the small net gets its own row in results.md
         from benchmarks import all as bench_all
         small = bench_all.small_net_row(out)
@@ -43,18 +45,17 @@ def test_benchmark_runs_and_agrees(name, capsys, monkeypatch):
 
 def test_results_table_marks_missed_targets():
     from benchmarks import all as bench_all
-    rows = [{"benchmark": "topk_scan", "zfjax_s": 2.0, "reference_s": 1.0, "ratio": 0.5, "agree": True,
-             "compile_s": 1.0},
-            {"benchmark": "occlusion_p48_s16", "zfjax_s": 1.0, "reference_s": 6.0, "ratio": 6.0, "agree": True,
-             "compile_s": 1.0}]
+    roof = {"gflop": 10.0, "gflops": 5.0, "peak_fraction": 0.5, "agree": True, "compile_s": 1.0, "load": 1.0}
+    rows = [{"benchmark": "topk_scan", "zfjax_s": 2.0, "reference_s": 1.0, "ratio": 0.5, **roof},
+            {"benchmark": "occlusion_p48_s16", "zfjax_s": 1.0, "reference_s": 9.0, "ratio": 9.0, **roof}]
     lines = bench_all.results_table(rows).splitlines()
-    assert "| NO |" in lines[2] and "| yes |" in lines[3]
+    assert "| NO |" in lines[2] and "| yes |" in lines[3] and "| 50% |" in lines[2]
 
 
 def test_occlusion_refuses_a_grid_captum_does_not_share():
     from benchmarks import occlusion
     with pytest.raises(ValueError, match="does not divide"):
-        occlusion.bench(patch=48, stride=32, rounds=1, per_eval=8, size=224)  # 176 % 32: Captum adds a clipped square
+        occlusion.bench(patch=48, stride=32, rounds=1, per_eval=(8,), size=224)  # 176 % 32: Captum adds a square
 
 
 @pytest.mark.parametrize("args", [["--size", "64", "--batch", "2"], ["--arch", "small", "--batch", "4"]])

@@ -4,7 +4,8 @@
   (`crop=False`) for a conv, a pool and the top layer, rule and LCN rule, at corners and edges, under jit and vmap;
 - `layers.conv`'s stride > 1 input gradient is the sub-pixel form: equal to `jax.vjp` of `lax.conv` (input and
   filter gradients);
-- `layers.lcn`'s hand-written VJP: equal to autodiff of the formula.
+- `layers.lcn`'s hand-written VJP: equal to autodiff of the formula; `layers.dense`'s VJP: equal to the matmul's;
+- batches go through `models.map_chunks` in chunks of images: equal to one image at a time.
 """
 from __future__ import annotations
 
@@ -49,6 +50,27 @@ def test_cropped_projection_equals_whole_network_vjp():
             _close(got, want)
 
 
+@pytest.mark.parametrize("crop", [True, False])
+def test_projections_of_a_batch_in_chunks_equal_one_image_at_a_time(crop):
+    """6 images: chunks of `models.CPU_CHUNK` (4) with a padded last chunk, per-image and strongest positions."""
+    arch = models.get("zfnet", init="fan_in", input_shape=(67, 67, 3), num_classes=10)
+    params = models.init(arch, jax.random.key(0))
+    x = jax.random.uniform(jax.random.key(1), (6, *arch.input_shape), minval=-1.0, maxval=1.0)
+    rows = np.arange(6)[:, None] % 2 + np.array([[0, 1]])  # inside the 3x3 pool2 map
+    for position in (None, rows):
+        got = deconv.project(arch, params, x, "pool2", 5, position=position, crop=crop)
+        want = [deconv.project(arch, params, x[i:i + 1], "pool2", 5, crop=crop,
+                               position=None if position is None else position[i]) for i in range(6)]
+        _close(got, jnp.concatenate(want))
+
+
+def test_map_chunks_equals_one_call():
+    x = jax.random.normal(jax.random.key(2), (7, 3, 2))
+    got = models.map_chunks(lambda a, b: (a * 2, b.sum(axis=(1, 2))), x, x + 1, chunk=3)
+    np.testing.assert_array_equal(got[0], x * 2)
+    np.testing.assert_array_equal(got[1], (x + 1).sum(axis=(1, 2)))
+
+
 def test_cropped_projection_under_jit_vmap_matches_project_many():
     arch = models.get("zfnet", init="fan_in", input_shape=(67, 67, 3), num_classes=10)
     params = models.init(arch, jax.random.key(2))
@@ -63,8 +85,9 @@ def test_cropped_projection_under_jit_vmap_matches_project_many():
 @pytest.mark.parametrize("hw, kernel, stride, padding", [
     ((32, 33), 7, 2, 1), ((21, 21), 5, 2, 0), ((17, 16), 3, 2, 1), ((19, 20), 4, 3, 2), ((12, 12), 2, 2, 0),
     ((13, 11), 3, 1, 1), ((9, 10), 5, 1, 0), ((8, 9), 3, 1, 3), ((15, 14), 3, 2, 4), ((10, 10), 1, 1, 0),
-    ((11, 12), 1, 2, 0), ((13, 13), 2, 3, 1)])
-@pytest.mark.parametrize("channels", [3, layers.PHASE_SPLIT_MIN_CHANNELS])  # one conv for all phases / per phase
+    ((11, 12), 1, 2, 0), ((13, 13), 2, 3, 1),
+    ((5, 5), 3, 1, 1), ((3, 3), 3, 1, 0), ((7, 6), 3, 2, 1), ((11, 11), 7, 2, 1), ((6, 7), 4, 3, 2)])  # overlap-add
+@pytest.mark.parametrize("channels", [1, 3, layers.PHASE_SPLIT_MIN_CHANNELS])  # sub-pixel (blocks) / per phase
 def test_conv_transpose_vjp_equals_lax_vjp(hw, kernel, stride, padding, channels):
     x = jax.random.normal(jax.random.key(4), (2, *hw, channels))
     w = jax.random.normal(jax.random.key(5), (kernel, kernel, channels, 5))
@@ -77,6 +100,20 @@ def test_conv_transpose_vjp_equals_lax_vjp(hw, kernel, stride, padding, channels
     (dx, dw), (dx2, dw2) = pull(g), pull2(g)
     _close(dx2, dx, 1e-6)
     _close(dw2, dw, 1e-6)
+
+
+@pytest.mark.parametrize("shape", [(32, 9216, 40), (5, 7, 3)])
+def test_dense_vjp_equals_autodiff_of_the_matmul(shape):
+    n, fan_in, fan_out = shape
+    x, w, b = (jax.random.normal(jax.random.key(i), s) for i, s in enumerate([(n, fan_in), (fan_in, fan_out),
+                                                                                 (fan_out,)]))
+    plain = lambda x, w, b: x @ w + b  # noqa: E731
+    y, pull = jax.vjp(plain, x, w, b)
+    y2, pull2 = jax.vjp(layers.dense, x, w, b)
+    np.testing.assert_array_equal(y2, y)
+    g = jax.random.normal(jax.random.key(9), y.shape)
+    for got, want in zip(pull2(g), pull(g)):
+        _close(got, want, 1e-6)
 
 
 def test_lcn_vjp_equals_autodiff_of_the_formula():

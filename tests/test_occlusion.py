@@ -105,8 +105,8 @@ def test_cone_windows_cover_every_changed_unit(nets):
     arch, params, image, *_ = _net(nets, "alexnet_nonsquare")
     patch, stride = 9, 7
     oy, ox = (occlusion.grid(n, patch, stride) for n in image.shape[:2])
-    size_y, start_y = occlusion._cone(arch, 0, oy, patch)
-    size_x, start_x = occlusion._cone(arch, 1, ox, patch)
+    size_y, start_y = occlusion.cone_windows(arch, 0, oy, patch)
+    size_x, start_x = occlusion.cone_windows(arch, 1, ox, patch)
     clean = _forward(arch, params, image[None]).acts
     names = [st.name for st in rf.stages(arch)]
     for i, j in [(0, 0), (len(oy) - 1, len(ox) - 1), (2, 5)]:

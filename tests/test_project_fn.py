@@ -16,7 +16,7 @@ from jax import lax
 
 from zfjax import deconv
 from zfjax.deconv import rules
-from zfjax.network import adapters, models
+from zfjax.network import adapters
 
 CAPTUM = {"deconvnet": NeuronDeconvolution, "guided": NeuronGuidedBackprop, "saliency": NeuronGradient}
 torch.set_num_threads(2)

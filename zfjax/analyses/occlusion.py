@@ -31,6 +31,9 @@ from zfjax.network import receptive_field as rf
 
 Array = jax.Array
 METHODS = ("auto", "incremental", "brute")
+HEAD_BATCH = 512
+"""Positions whose fc layers run as one batch in the incremental path: the fc weights are read once per batch, not
+once per grid row (a row's few positions made the fc layers memory-bound)."""
 
 
 class Maps(NamedTuple):
@@ -46,7 +49,8 @@ def grid(n: int, patch: int, stride: int) -> np.ndarray:
     return np.arange(0, n - patch + 1, stride)
 
 
-def _cone(arch: models.Arch, axis: int, offsets: np.ndarray, patch: int) -> tuple[tuple[int, ...], list[np.ndarray]]:
+def cone_windows(arch: models.Arch, axis: int, offsets: np.ndarray,
+                 patch: int) -> tuple[tuple[int, ...], list[np.ndarray]]:
     """Per stage along `axis`: a static window length and, per offset, the window start covering every changed unit.
 
     An output unit o of a (kernel k, stride s, padding p) step reads inputs [o*s - p, o*s - p + k); it changes iff
@@ -181,8 +185,7 @@ def _incremental(arch: models.Arch, params: models.Params, cache: _Cache, fill: 
                 new = lax.dynamic_index_in_dim(window, cache.channel, axis=3)
                 feature = jnp.sum(_overlay(jnp.broadcast_to(cache.feature_map, (len(idx), *cache.feature_map.shape)),
                                            new, wy, wxs), axis=(1, 2, 3))
-        last = _overlay(jnp.broadcast_to(cache.last, (len(idx), *cache.last.shape)), window, wy, wxs)
-        return _head(arch, params, last), feature
+        return _overlay(jnp.broadcast_to(cache.last, (len(idx), *cache.last.shape)), window, wy, wxs), feature
 
     def row(xs):
         y, starts_y = xs
@@ -190,7 +193,10 @@ def _incremental(arch: models.Arch, params: models.Params, cache: _Cache, fill: 
                  for i in range(0, len(cols[0]), batch_size)]
         return tuple(jnp.concatenate(p) for p in zip(*parts))
 
-    return lax.map(row, (ys, win_ys))
+    last, feature = lax.map(row, (ys, win_ys))
+    logits = lax.map(functools.partial(_head, arch, params), last.reshape(-1, 1, *last.shape[2:]),
+                     batch_size=HEAD_BATCH)
+    return logits.reshape(*last.shape[:2], -1), feature
 
 
 @functools.partial(jax.jit, static_argnames=("features", "logits", "patch", "batch_size"))
@@ -269,8 +275,8 @@ def occlusion_maps(model: models.Arch | network.Network, params, image, label: i
         logits, feature, channel = _brute(net.feature_map(layer), net.apply, variables, image, fill, oy[iy], ox[ix],
                                           patch=patch, batch_size=batch_size)
     else:
-        size_y, start_y = _cone(arch, 0, oy, patch)
-        size_x, start_x = _cone(arch, 1, ox, patch)
+        size_y, start_y = cone_windows(arch, 0, oy, patch)
+        size_x, start_x = cone_windows(arch, 1, ox, patch)
         cache = _prepare(arch, variables, image, layer=layer)
         cols = tuple(tuple(int(v) for v in a) for a in [ox, *start_x])
         logits, feature = _incremental(arch, variables, cache, fill, oy, tuple(start_y), layer=layer, patch=patch,
@@ -292,4 +298,4 @@ def _arch(net: network.Network, layer: str) -> models.Arch | None:
     return None
 
 
-__all__ = ["Maps", "occlusion_maps", "grid", "METHODS"]
+__all__ = ["Maps", "occlusion_maps", "grid", "cone_windows", "METHODS"]

@@ -67,7 +67,7 @@ def update(features: Features, params: Any, state: State, images: Array, indices
 
     `indices` (N,) are the images' global indices; rows with `valid` False (padding) are ignored.
     """
-    acts = features(params, images)
+    acts = models.map_chunks(lambda part: features(params, part), images)
     best, position = best_per_image(acts)
     best = jnp.where(valid[None, :], best, -jnp.inf)
     image = jnp.broadcast_to(jnp.where(valid, indices, _NO_IMAGE).astype(jnp.int32)[None, :], best.shape)

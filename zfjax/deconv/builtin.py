@@ -34,7 +34,6 @@ from jax import lax
 from zfjax.deconv import rules, units
 from zfjax.network import layers, models
 from zfjax.network import receptive_field as rf
-from zfjax.deconv.rules import RULES
 from zfjax.deconv.units import Projections
 
 Array = jax.Array
@@ -85,7 +84,7 @@ def _forward(arch, params, x, layer, rule, lcn_rule):
     return jax.vjp(lambda x: models.apply(arch, params, x, upto=layer, ops=ops).acts[layer], x)
 
 
-class _Cone(NamedTuple):
+class Cone(NamedTuple):
     """Static shape of a unit's backward cone at one stage: its input window and the margins its source map needs."""
     stage: rf.Stage
     length: tuple[int, int]  # input window (rows, cols)
@@ -95,8 +94,9 @@ class _Cone(NamedTuple):
     out_hw: tuple[int, int]  # the stage's output map (H, W)
 
 
-def _cones(arch: models.Arch, layer: str, input_hw: tuple[int, int]) -> tuple[_Cone, ...]:
-    """The stages up to `layer`, each with the fixed window a single unit of `layer` reads through it."""
+def cone_stages(arch: models.Arch, layer: str, input_hw: tuple[int, int]) -> tuple[Cone, ...]:
+    """The stages up to `layer`, each with the fixed window a single unit of `layer` reads through it (the geometry
+    of the cropped projection; `benchmarks.roofline` counts its multiply-adds from it)."""
     stages = rf.stages(arch)  # the conv and pool steps, shared with occlusion
     stages = stages[:[st.name for st in stages].index(layer) + 1]
     shapes = dataclasses.replace(arch, input_shape=(*input_hw, arch.input_shape[2])).shapes()
@@ -107,7 +107,7 @@ def _cones(arch: models.Arch, layer: str, input_hw: tuple[int, int]) -> tuple[_C
         first, last = ([a * st.stride - st.pad for a in s] for s in (first, last))
         length = tuple((n - 1) * st.stride + st.kernel for n in length)
         source_hw = tuple(input_hw) if st.source is None else shapes[st.source][:2]
-        out.append(_Cone(st, length, tuple(max(0, -a) for a in first),
+        out.append(Cone(st, length, tuple(max(0, -a) for a in first),
                          tuple(max(0, b + n - m) for b, n, m in zip(last, length, source_hw)), source_hw,
                          shapes[st.name][:2]))
     return tuple(reversed(out))
@@ -123,12 +123,12 @@ def _in_range(rows: Array, cols: Array, hw: tuple[int, int]) -> Array:
     return (((rows >= 0) & (rows < hw[0]))[:, None] & ((cols >= 0) & (cols < hw[1]))[None, :])[..., None]
 
 
-def _out_margins(cones: tuple[_Cone, ...], i: int) -> tuple[tuple[int, int], tuple[int, int]]:
+def _out_margins(cones: tuple[Cone, ...], i: int) -> tuple[tuple[int, int], tuple[int, int]]:
     """Margins (before, after) of stage `i`'s output map: the next stage's input margins (none at the top)."""
     return (cones[i + 1].before, cones[i + 1].after) if i + 1 < len(cones) else ((0, 0), (0, 0))
 
 
-def _saved(arch: models.Arch, ops: layers.Ops, cones: tuple[_Cone, ...], fwd: models.Forward) -> tuple:
+def saved_forward(arch: models.Arch, ops: layers.Ops, cones: tuple[Cone, ...], fwd: models.Forward) -> tuple:
     """Per stage, what its backward needs from the shared forward, computed once for all units, padded by the margins:
     a conv's (post-ReLU) map; a pool's switches as window offsets (`ops.max_pool`) and, with LCN, the residuals of
     `ops.lcn`'s custom VJP (its `fwd`: maps of the pooled map's shape, so each unit slices its window of them)."""
@@ -144,8 +144,8 @@ def _saved(arch: models.Arch, ops: layers.Ops, cones: tuple[_Cone, ...], fwd: mo
     return tuple(out)
 
 
-def _stage_backward(arch: models.Arch, params: models.Params, ops: layers.Ops, cone: _Cone, out_start: Array,
-                    saved: tuple, g: Array) -> Array:
+def stage_backward(arch: models.Arch, params: models.Params, ops: layers.Ops, cone: Cone, out_start: Array,
+                   saved: tuple, g: Array) -> Array:
     """One stage's backward on a unit's (h, w, C) window: the rule's VJPs at the shared forward's values (a linear
     map of `g`; nothing of the forward is recomputed per unit).
 
@@ -178,8 +178,8 @@ def _place(g: Array, start: Array, hw: tuple[int, int]) -> Array:
 def _pull_cropped(arch, params, ops, cones, channels, saved, channel, row, col, value) -> Array:
     """One image's unit pulled back through its cone only: fixed-size windows per stage, then placed in the image.
 
-    `channels` is the number of maps of the unit's layer; `saved` is that image's `_saved`, sliced per stage at the
-    window the cone covers there (`dynamic_slice`, so `row`, `col` and `channel` may be traced and vmapped).
+    `channels` is the number of maps of the unit's layer; `saved` is that image's `saved_forward`, sliced per stage at
+    the window the cone covers there (`dynamic_slice`, so `row`, `col` and `channel` may be traced and vmapped).
     """
     g = (jax.nn.one_hot(channel, channels, dtype=value.dtype) * value)[None, None]
     start = jnp.stack([row, col]).astype(jnp.int32)
@@ -188,7 +188,7 @@ def _pull_cropped(arch, params, ops, cones, channels, saved, channel, row, col, 
         before = _out_margins(cones, i)[0]
         corner = (start[0] + before[0], start[1] + before[1], 0)
         here = jax.tree.map(lambda m: lax.dynamic_slice(m, corner, (*g.shape[:2], m.shape[2])), saved[i])
-        g = _stage_backward(arch, params, ops, cone, start, here, g)
+        g = stage_backward(arch, params, ops, cone, start, here, g)
         start = start * st.stride - st.pad
         if i:  # the input stage's window is placed (and cut to the image) by `_place`
             g = jnp.where(_inside(start, cone.length, cone.source_hw), g, jnp.zeros((), g.dtype))
@@ -203,7 +203,7 @@ def _projector(arch, params, x, layer, rule, lcn_rule, crop):
     """
     _check_layer(arch, layer)
     ops = backward_ops(rule, lcn_rule)
-    cones = _cones(arch, layer, x.shape[1:3])
+    cones = cone_stages(arch, layer, x.shape[1:3])
     if crop == "auto":  # a cone as wide as the image would only add window copies
         crop = all(n < size for n, size in zip(cones[0].length, x.shape[1:3]))
     if not crop:
@@ -213,7 +213,7 @@ def _projector(arch, params, x, layer, rule, lcn_rule, crop):
             return pullback(units.seed(acts, channel, rows, cols, value))[0]
         return acts, pull
     fwd = models.apply(arch, params, x, upto=layer)
-    saved = _saved(arch, ops, cones, fwd)
+    saved = saved_forward(arch, ops, cones, fwd)
 
     def pull(channel, rows, cols, value):
         one = functools.partial(_pull_cropped, arch, params, ops, cones, fwd.acts[layer].shape[3])
@@ -240,9 +240,21 @@ def project(arch: models.Arch, params: models.Params, x: Array, layer: str, chan
     _check_layer(arch, layer)
     models.check_images(arch, x, upto=layer)
     models.check_params(arch, params)
-    acts, pull = _projector(arch, params, x, layer, rule, lcn_rule, crop)
-    units.check(layer, acts.shape, channel, position)
-    return _pull_unit(acts, pull, channel, position).projections
+    return _project_in_chunks(arch, params, x, layer, channel, position, rule, lcn_rule, crop)
+
+
+def _project_in_chunks(arch, params, x, layer, channel, position, rule, lcn_rule, crop) -> Array:
+    """`project`'s work by `models.map_chunks` over the images (per-image positions chunked with them)."""
+    shape = dataclasses.replace(arch, input_shape=(*x.shape[1:3], arch.input_shape[2])).shapes()[layer]
+    units.check(layer, (x.shape[0], *shape), channel, position)
+
+    def chunk(images, pos):
+        acts, pull = _projector(arch, params, images, layer, rule, lcn_rule, crop)
+        return _pull_unit(acts, pull, channel, pos).projections
+
+    if position is not None and np.ndim(position) == 2:
+        return models.map_chunks(chunk, x, jnp.asarray(position))
+    return models.map_chunks(lambda images: chunk(images, position), x)
 
 
 @functools.partial(jax.jit, static_argnames=("arch", "layer", "chunk", "rule", "lcn_rule", "crop"))
@@ -374,5 +386,6 @@ def _input_hw(arch: models.Arch, fwd: models.Forward, x: Array, i: int) -> tuple
     return fwd.acts[prev.pool_name if prev.pool else prev.name].shape[1:3]
 
 
-__all__ = ["LCN_RULES", "backward_ops", "projectable_layers", "project", "project_many", "project_reference",
-           "unpool", "rectify", "conv_transpose", "lcn_gradient", "lcn_skipped_backward"]
+__all__ = ["LCN_RULES", "backward_ops", "projectable_layers", "project", "project_many", "Cone", "cone_stages",
+           "saved_forward", "stage_backward", "project_reference", "unpool", "rectify", "conv_transpose",
+           "lcn_gradient", "lcn_skipped_backward"]

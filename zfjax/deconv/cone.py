@@ -23,7 +23,6 @@ from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from zfjax.deconv import intervals, rules, transform

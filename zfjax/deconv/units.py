@@ -22,13 +22,6 @@ class Projections(NamedTuple):
     positions: Array  # (U, 2) int32: its (h, w) in the layer's map
 
 
-def _forward(arch, params, x, layer, rule, lcn_rule):
-    """`(acts[layer], pullback)`: the forward pass stopped at `layer`, run with the Ops of the backward rule."""
-    _check_layer(arch, layer)
-    ops = backward_ops(rule, lcn_rule)
-    return jax.vjp(lambda x: models.apply(arch, params, x, upto=layer, ops=ops).acts[layer], x)
-
-
 def concrete(v) -> np.ndarray | None:
     """`v` as a numpy array, or None when it is a traced value (validation then happens only on concrete input)."""
     try:

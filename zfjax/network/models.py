@@ -351,14 +351,35 @@ def apply(arch: Arch, params: Params, x: Array, *, train: bool = False, rng: Arr
                 return Forward(None, acts, switches)
     x = x.reshape(x.shape[0], -1)
     for i, f in enumerate(arch.fcs):
-        x = ops.relu(x @ params[f.name]["w"] + params[f.name]["b"])
+        x = ops.relu(layers.dense(x, params[f.name]["w"], params[f.name]["b"]))
         if done(f.name, x):
             return Forward(None, acts, switches)
         if train and f.dropout > 0:
             x = layers.dropout(x, f.dropout, jax.random.fold_in(rng, i))
-    logits = x @ params["fc8"]["w"] + params["fc8"]["b"]
+    logits = layers.dense(x, params["fc8"]["w"], params["fc8"]["b"])
     acts["fc8"] = logits
     return Forward(logits, acts, switches)
+
+
+CPU_CHUNK = 4
+"""Images per step of `map_chunks` on CPU."""
+
+
+def map_chunks(fn, *batches: Array, chunk: int | None = None):
+    """`fn(*batches)`, computed `chunk` images at a time in a loop (the leading axis of every array in `batches`).
+
+    On CPU (default `CPU_CHUNK`) one chunk's maps stay in cache and the loop reuses their buffers, where a whole
+    batch writes fresh memory for every map: ZFNet's forward to conv5 at batch 32 0.65 -> 0.49 s on one core, 32
+    images' projections 0.89 -> 0.73 s. On other backends the default is the whole batch (one call).
+    """
+    n = batches[0].shape[0]
+    chunk = chunk or (CPU_CHUNK if jax.default_backend() == "cpu" else n)
+    if n <= chunk:
+        return fn(*batches)
+    parts = [jnp.pad(b, ((0, -n % chunk),) + ((0, 0),) * (b.ndim - 1)).reshape(-1, chunk, *b.shape[1:])
+             for b in batches]
+    out = jax.lax.map(lambda part: fn(*part), parts)
+    return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[:n], out)
 
 
 def unravel_switches(switches: Array, in_width: int) -> tuple[Array, Array]:
