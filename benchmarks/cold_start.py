@@ -24,10 +24,10 @@ CHANNEL = 7
 def child_zfjax(work: pathlib.Path, size: int) -> None:
     """Import zfjax, load the weights, project the strongest unit of conv5 channel CHANNEL; save it."""
     import jax
-    from benchmarks.common import use_compile_cache
-    from zfjax import deconv
+    from benchmarks.common import CACHE
+    from zfjax import compile_cache, deconv
     from zfjax.network import models
-    use_compile_cache()
+    compile_cache.use(CACHE)
     arch = models.get("zfnet", input_shape=(size, size, 3))
     data = np.load(work / "weights.npz")
     params = {k.split("/")[0]: {} for k in data.files}

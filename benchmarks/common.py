@@ -27,13 +27,6 @@ from zfjax.network import models, weights
 CACHE = pathlib.Path(__file__).resolve().parent.parent / ".jax_cache"
 
 
-def use_compile_cache(path: pathlib.Path | str = CACHE) -> None:
-    """JAX's persistent compilation cache (every compiled program kept, however fast it compiled)."""
-    jax.config.update("jax_compilation_cache_dir", str(path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
 def parser(doc: str) -> argparse.ArgumentParser:
     """Command line shared by the benchmarks: `--quick` (small sizes, few rounds) and `--rounds`."""
     p = argparse.ArgumentParser(description=doc.splitlines()[0])

@@ -18,6 +18,7 @@ import optax
 from benchmarks import common, deconv as bench_deconv
 from zfjax.analyses import topk
 from zfjax.network import models
+from zfjax.training.renormalize import renormalize
 
 
 def _median(fn, rounds: int) -> tuple[float, float]:
@@ -48,7 +49,7 @@ def _train_step(arch, tx, dtype):
                 return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
             loss, grads = jax.value_and_grad(loss_fn)(params)
             updates, opt = tx.update(grads, opt, params)
-            return (models.renormalize(optax.apply_updates(params, updates), 0.1), opt), {"loss": loss}
+            return (renormalize(optax.apply_updates(params, updates), 0.1), opt), {"loss": loss}
         return jax.jit(step, donate_argnums=0), (params, tx.init(params))
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 
 from experiments import cli
-from experiments.configs import ablation
+from experiments.configs import ablation, default
 from zfjax import files
 from zfjax.data import pipeline
 from zfjax.data import load as load_data
@@ -24,7 +24,7 @@ from zfjax.network import models
 from zfjax.pictures import pages, plots
 from zfjax.training import ablations, checkpoints, train
 
-# The paper's Table 3 rows given in PAPER.md (error %: train top-1, val top-1, val top-5). The base row is the
+# The paper's Table 3 rows as the paper gives them (error %: train top-1, val top-1, val top-5). The base row is the
 # Fig. 3 ZFNet; the removal rows are its replication of Krizhevsky et al. with those layers removed.
 PAPER = {"base": ("33.1", "38.4", "16.5"), "no_fc67": ("27.4", "44.8", "22.4"),
          "no_conv34_fc67": ("71.1", "71.3", "50.1")}
@@ -47,11 +47,12 @@ def variants(config: Any) -> dict[str, ablations.Variant]:
 def train_variant(config: Any, workdir: pathlib.Path, train_eval_subset: int) -> dict[str, float]:
     """Train one variant (or resume/reuse it), then evaluate its final params on val and on training images."""
     start = time.perf_counter()
+    default.check_fields(config)
     train.train_and_evaluate(config, workdir)
     step, params = checkpoints.latest(workdir)
     data = load_data(config)
     arch = train.build_arch(config, data)
-    mesh = train.make_mesh()
+    mesh = pipeline.data_mesh()
     _, eval_fn = train.compile_steps(config, arch, None, mesh)  # only the eval step is used
     val = train.evaluate(eval_fn, params, data, config, mesh)
     train_images = data._replace(eval=pipeline.Subset(data.train, min(train_eval_subset, len(data.train))))

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from experiments import cli
+from experiments import cli, pretrained
 from zfjax import files
-from zfjax.analyses import features, transfer
+from zfjax.analyses import features, probe, transfer
 from zfjax.data import transfer as transfer_data
 from zfjax.pictures import pages, plots
 
@@ -49,9 +49,9 @@ def layer_accuracies(config: Any, feats: np.ndarray, labels: np.ndarray, num_cla
         tr, te = transfer_data.per_class_split(labels, config.shots, max_test=config.max_test or None,
                                                seed=config.seed + split)
         out["svm"].append(svm_accuracy(feats[tr], labels[tr], feats[te], labels[te], config.svm_c))
-        head = transfer.fit_linear(feats[tr], labels[tr], l2=config.head_l2, steps=config.head_steps,
+        head = probe.fit_linear(feats[tr], labels[tr], l2=config.head_l2, steps=config.head_steps,
                                    num_classes=num_classes)
-        out["softmax"].append(transfer.accuracy(head.logits(feats[te]), labels[te]))
+        out["softmax"].append(probe.accuracy(head.logits(feats[te]), labels[te]))
     return out
 
 
@@ -65,8 +65,8 @@ def figure(config: Any, layers: tuple[str, ...], acc: dict[str, dict[str, list[f
 
 def run(config: Any, workdir: pathlib.Path) -> dict[str, Any]:
     """The whole experiment (see the module docstring); returns what it writes to results.json."""
-    data, net, x, _ = transfer.prepare(config)
-    layers = tuple(config.layers) or transfer.paper_layers(net.arch)
+    data, net, x, _ = pretrained.prepare(config)
+    layers = tuple(config.layers) or net.arch.paper_layers
     acc, dims = {}, {}
     for layer in layers:
         grid = min(config.grid, *net.arch.shapes()[layer][:2]) if len(net.arch.shapes()[layer]) == 3 else None
@@ -81,7 +81,7 @@ def run(config: Any, workdir: pathlib.Path) -> dict[str, Any]:
         header += [f"paper: {k}" for k in CLASSIFIERS]
     rows = []
     for d, layer in enumerate(layers, 1):
-        row = [d, layer, dims[layer]] + [transfer.fmt(acc[layer][k]) for k in CLASSIFIERS]
+        row = [d, layer, dims[layer]] + [pages.mean_std_cell(acc[layer][k]) for k in CLASSIFIERS]
         rows.append(row + ([paper[k].get(d, "—") for k in CLASSIFIERS] if paper else []))
     results = {"dataset": config.dataset, "shots": config.shots, "layers": list(layers), "dims": dims,
                "accuracy": acc, "pretrained_step": net.step, "table": {"header": header, "rows": rows},

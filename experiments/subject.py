@@ -20,7 +20,6 @@ import jax
 import numpy as np
 
 from zfjax import network
-from zfjax.analyses import invariance
 from zfjax.data import Data, fashion_mnist, pipeline
 from zfjax.data import info as data_info
 from zfjax.data import load as load_data
@@ -82,7 +81,7 @@ class Subject:
 
     def layers(self, wanted: Sequence) -> list[str]:
         """The layer names of `wanted`: names as they are; numbers are the paper's layers (built-in nets:
-        `zfjax.analyses.invariance.paper_layer`; a user's model: its maps then its vectors, 1 the first, 7 the last);
+        `zfjax.network.models.Arch.paper_layer`; a user's model: its maps then its vectors, 1 the first, 7 the last);
         empty: the network's own (a built-in net's conv layers, a user's model's listed maps)."""
         if not wanted:
             convs = [c.name for c in self.built.arch.convs] if self.built is not None else list(self.net.layers)
@@ -94,7 +93,7 @@ class Subject:
                 self.net.features(w)  # names an unknown layer and the layers there are
                 out.append(w)
             elif self.built is not None:
-                out.append(invariance.paper_layer(self.built.arch, int(w)))
+                out.append(self.built.arch.paper_layer(int(w)))
             else:
                 out.append(ordered[round((min(max(int(w), 1), 7) - 1) / 6 * (len(ordered) - 1))])
         return out

@@ -17,6 +17,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import cli, distributed
+from experiments.configs import default
 from zfjax.training import train
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, snapshots, metrics and figures.",
@@ -32,7 +33,9 @@ def main(argv: list[str]) -> None:
     distributed.initialize()
     logging.info("JAX processes %d/%d, devices %s", jax.process_index(), jax.process_count(), jax.devices())
     start = time.perf_counter()
-    train.train_and_evaluate(cli.config_value(_CONFIG), _WORKDIR.value)
+    config = cli.config_value(_CONFIG)
+    default.check_fields(config)
+    train.train_and_evaluate(config, _WORKDIR.value)
     if jax.process_index() == 0:
         print(f"done in {time.perf_counter() - start:.0f} s; {train.summary(_WORKDIR.value)}")
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from experiments import cli
+from experiments import cli, pretrained
 from zfjax import files
-from zfjax.analyses import transfer
+from zfjax.analyses import probe, transfer
 from zfjax.data import transfer as transfer_data
 from zfjax.pictures import pages, plots
 from zfjax.training import trained
@@ -46,14 +46,14 @@ def evaluate_split(config: Any, net: trained.Net, x: np.ndarray, feats: np.ndarr
                                                         seed=config.seed + 1000 * shots + split)
     if not len(test_idx):
         raise ValueError(f"no test images left with {shots} training images per class")
-    head = transfer.fit_linear(feats[train_idx], labels[train_idx], l2=config.head_l2, steps=config.head_steps,
+    head = probe.fit_linear(feats[train_idx], labels[train_idx], l2=config.head_l2, steps=config.head_steps,
                                num_classes=num_classes)
-    out = {"pretrained": transfer.accuracy(head.logits(feats[test_idx]), labels[test_idx]),
+    out = {"pretrained": probe.accuracy(head.logits(feats[test_idx]), labels[test_idx]),
            "num_train": len(train_idx), "num_test": len(test_idx)}
     if config.scratch:
         arch = dataclasses.replace(net.arch, num_classes=num_classes)
         params = transfer.train_scratch(arch, x[train_idx], labels[train_idx], _scratch_config(config, split))
-        out["scratch"] = transfer.accuracy(transfer.predict(arch, params, x[test_idx]), labels[test_idx])
+        out["scratch"] = probe.accuracy(transfer.predict(arch, params, x[test_idx]), labels[test_idx])
     logging.info("N=%d split %d: %s", shots, split, out)
     return out
 
@@ -62,7 +62,7 @@ def table(config: Any, runs: dict[int, list[dict[str, float]]], layer: str) -> t
     """Rows: ours (frozen + softmax), ours (scratch), and the paper's rows for Caltech; columns: N per class."""
     header = ["method"] + [f"{n}/class" for n in config.shots]
     kinds = [("pretrained", f"ours: frozen layers up to {layer} + softmax"), ("scratch", "ours: same net from scratch")]
-    rows = [[name] + [transfer.fmt([r[kind] for r in runs[n]]) for n in config.shots]
+    rows = [[name] + [pages.mean_std_cell([r[kind] for r in runs[n]]) for n in config.shots]
             for kind, name in kinds if kind in runs[config.shots[0]][0]]
     paper = PAPER.get(config.dataset)
     if paper:
@@ -82,7 +82,7 @@ def figure(config: Any, runs: dict[int, list[dict[str, float]]], layer: str):
 
 def run(config: Any, workdir: pathlib.Path) -> dict[str, Any]:
     """The whole experiment (see the module docstring); returns what it writes to results.json."""
-    data, net, x, dropped = transfer.prepare(config)
+    data, net, x, dropped = pretrained.prepare(config)
     layer = config.layer or net.arch.fcs[-1].name
     feats = transfer.extract_all(net.arch, net.params, x, layer, batch_size=config.batch_size, grid=config.grid)
     num_classes = len(data.classes)

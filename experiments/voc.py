@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from experiments import cli
+from experiments import cli, pretrained
 from zfjax import files
-from zfjax.analyses import transfer
+from zfjax.analyses import probe, transfer
 from zfjax.data import transfer as transfer_data
 from zfjax.pictures import pages, plots
 from zfjax.training import trained
@@ -47,16 +47,16 @@ def run(config: Any, workdir: pathlib.Path) -> dict[str, Any]:
     """The whole experiment (see the module docstring); returns what it writes to results.json."""
     train_data = transfer_data.voc2012("train", config.data_dir or None)
     val_data = transfer_data.voc2012("validation", config.data_dir or None)
-    net = transfer.load_pretrained(config.pretrain, config.pretrain_workdir, train_if_missing=config.train_if_missing)
-    head = transfer.fit_linear(features(net, train_data, config.batch_size), train_data.labels, loss="sigmoid",
+    net = pretrained.load(config.pretrain, config.pretrain_workdir, train_if_missing=config.train_if_missing)
+    head = probe.fit_linear(features(net, train_data, config.batch_size), train_data.labels, loss="sigmoid",
                                l2=config.head_l2, steps=config.head_steps)
-    ap = transfer.average_precision(val_data.labels, head.logits(features(net, val_data, config.batch_size)))
+    ap = probe.average_precision(val_data.labels, head.logits(features(net, val_data, config.batch_size)))
     classes = val_data.classes
     header = ["class", "ours: AP (validation)", "paper: AP (test)"]
     cell = lambda v: "—" if np.isnan(v) else f"{100 * v:.1f}"  # noqa: E731
     rows = [[c, cell(a), PAPER.get(c, "—")] for c, a in zip(classes, ap)]
-    rows.append(["mean", cell(transfer.mean_ap(ap)), PAPER_MEAN])
-    results = {"classes": list(classes), "average_precision": ap, "mean_ap": transfer.mean_ap(ap),
+    rows.append(["mean", cell(probe.mean_ap(ap)), PAPER_MEAN])
+    results = {"classes": list(classes), "average_precision": ap, "mean_ap": probe.mean_ap(ap),
                "num_train": len(train_data.labels), "num_validation": len(val_data.labels), "pretrained_step": net.step,
                "table": {"header": header, "rows": rows}, "config": config.to_dict()}
     files.write_json(workdir / "results.json", results)

@@ -1,44 +1,55 @@
-"""Test set-up: persistent XLA compilation cache (compile time dominates this suite) and shared fixtures."""
+"""Test set-up: the persistent XLA compilation cache (compile time dominates this suite) and the shared fixtures.
+
+Tests mirror the package (``tests/deconv/test_transform.py`` tests ``zfjax/deconv/transform.py``); helpers that
+several test files need are fixtures here, never imports of another test file.
+"""
 import os
 import pathlib
 import socket
 
-import jax
 import numpy as np
 import pytest
 
-_CACHE = pathlib.Path(__file__).resolve().parent.parent / ".jax_cache"
-jax.config.update("jax_compilation_cache_dir", str(_CACHE))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+from zfjax import compile_cache
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+compile_cache.use(ROOT / ".jax_cache")
 
 
 @pytest.fixture(scope="session")
 def repo_root() -> pathlib.Path:
+    """The repository's root (the working directory of the command-line tests)."""
     return ROOT
 
 
-def subprocess_env(**extra: str) -> dict[str, str]:
-    """Environment for a test's child Python process: repo on the path, the same compile cache."""
+def _subprocess_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["JAX_COMPILATION_CACHE_DIR"] = str(_CACHE)
-    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    env.update(compile_cache.environment(ROOT / ".jax_cache"))
     env.update(extra)
     return env
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (for a local jax.distributed coordinator)."""
+@pytest.fixture(scope="session")
+def subprocess_env():
+    """``subprocess_env(**extra)``: the environment of a test's child Python process (repo on the path, the same
+    compile cache, `extra` on top)."""
+    return _subprocess_env
+
+
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def reference_tile(full: np.ndarray, tile, fill: float = 0.0) -> np.ndarray:
-    """Pixel by pixel: image `full` (H, W, C) cut to tile (y0, y1, x0, x1); `fill` outside the image."""
+@pytest.fixture(scope="session")
+def free_port():
+    """``free_port()``: a TCP port on 127.0.0.1 that nothing listens on (for a local jax.distributed coordinator)."""
+    return _free_port
+
+
+def _reference_tile(full: np.ndarray, tile, fill: float = 0.0) -> np.ndarray:
     y0, y1, x0, x1 = tile
     out = np.full((y1 - y0, x1 - x0, full.shape[-1]), fill, full.dtype)
     for i, y in enumerate(range(y0, y1)):
@@ -46,3 +57,33 @@ def reference_tile(full: np.ndarray, tile, fill: float = 0.0) -> np.ndarray:
             if 0 <= y < full.shape[0] and 0 <= xx < full.shape[1]:
                 out[i, j] = full[y, xx]
     return out
+
+
+@pytest.fixture(scope="session")
+def reference_tile():
+    """``reference_tile(full, (y0, y1, x0, x1), fill=0)``: image `full` (H, W, C) cut to the tile pixel by pixel,
+    `fill` outside the image."""
+    return _reference_tile
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """``tiny_config(**overrides)``: the tiny training config (experiments/configs/tiny.py) with `overrides`."""
+    from experiments.configs import tiny
+
+    def make(**overrides):
+        c = tiny.get_config()
+        c.update(overrides)
+        return c
+    return make
+
+
+@pytest.fixture(scope="session")
+def train_iterator():
+    """``train_iterator()``: a fresh, checkpointable grain iterator over 20 one-number examples (batch 4)."""
+    from zfjax.data import pipeline
+
+    def make():
+        source = pipeline.ArraySource("ids", np.arange(20)[:, None], np.arange(20))
+        return pipeline.train_iterator(source, lambda ex, rng: ex, global_batch=4, seed=0, num_threads=1)
+    return make

@@ -3,13 +3,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import subprocess_env
 
 PROBE = ("import os, zfjax, jax.numpy as jnp; float(jnp.ones(3).sum()); "
          "print(os.environ.get('XLA_FLAGS', ''))")
 
 
-def _flags_after_import(**env) -> str:
+def _flags_after_import(subprocess_env, **env) -> str:
     out = subprocess.run([sys.executable, "-c", PROBE], env=subprocess_env(**env), capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
@@ -24,8 +23,8 @@ def _flags_after_import(**env) -> str:
      "--xla_cpu_experimental_ynn_fusion_type=dot"),  # the user's own choice wins
     ({"XLA_FLAGS": "", "ZFJAX_KEEP_XLA_FLAGS": "1"}, ""),
 ])
-def test_flag_set_before_backend_starts(env, expected):
+def test_flag_set_before_backend_starts(subprocess_env, env, expected):
     import jaxlib
     if not jaxlib.__version__.startswith("0.10."):
         pytest.skip("the flag is only set on jaxlib 0.10.x")
-    assert _flags_after_import(**env) == expected
+    assert _flags_after_import(subprocess_env, **env) == expected

@@ -14,7 +14,7 @@ import ml_collections
 
 from experiments.configs import default, fashion_mnist, tiny
 
-# The rows PAPER.md reports or describes (no_fc7 and fc2048 are in ablation.py too: add them with --config.variants).
+# The rows the paper reports or describes (no_fc7 and fc2048 are in ablation.py too: add them with --config.variants).
 _PAPER_SET = ("base", "no_fc67", "no_conv34", "no_conv34_fc67", "fc8192", "conv345_wide")
 
 

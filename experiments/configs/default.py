@@ -1,4 +1,4 @@
-"""Every training field with the paper's values (PAPER.md section 2); the other configs start from this one.
+"""Every training field with the paper's values (section 3.1 of the paper; docs/paper.md); the other configs start from this one.
 It is the ZFNet ImageNet run (same as zfnet.py):
 
     python -m experiments.train_imagenet --config=experiments/configs/default.py --workdir=runs/zfnet
@@ -55,3 +55,14 @@ def get_config() -> ml_collections.ConfigDict:
     c.snapshot_epochs = (1, 2, 5, 10, 20, 30, 40, 64)
     c.seed = 0
     return c
+
+
+def check_fields(config: ml_collections.ConfigDict) -> None:
+    """ValueError for unknown (e.g. misspelt) or missing training fields, naming them and the accepted ones."""
+    fields = set(get_config().keys())
+    unknown, missing = set(config.keys()) - fields, fields - set(config.keys())
+    problems = [f"{what} fields {sorted(names)}" for what, names in (("unknown", unknown), ("missing", missing))
+                if names]
+    if problems:
+        raise ValueError(f"config has {' and '.join(problems)}; the fields are {sorted(fields)} (see "
+                         f"experiments/configs/default.py)")

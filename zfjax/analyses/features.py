@@ -19,6 +19,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from zfjax import files
+from zfjax.data import pipeline
 from zfjax.network import models
 
 Array = jax.Array
@@ -47,10 +48,6 @@ def layer_features(arch: models.Arch, params: models.Params, x: Array, layer: st
     return act.reshape(act.shape[0], -1) if grid is None else grid_max(act, grid)
 
 
-def _data_mesh() -> Mesh:
-    return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-
-
 def _sharded(x: np.ndarray, mesh: Mesh) -> Array:
     """Place a batch sharded over the mesh's data axis (padding its length to a multiple of the devices)."""
     pad = (-len(x)) % mesh.devices.size
@@ -66,10 +63,9 @@ def extract(arch: models.Arch, params: models.Params, batches: Iterable[np.ndarr
     With `out_dir`, batch i is written to ``out_dir/chunk_{i:06d}.npy`` atomically as soon as it is computed and an
     existing chunk is read back instead of recomputed, so a killed extraction resumes where it stopped.
     """
-    if layer not in arch.layer_names:
-        raise ValueError(f"unknown layer {layer!r}; {arch.name} has {list(arch.layer_names)}")
+    models.check_layer(arch, layer)
     models.check_params(arch, params)
-    mesh = _data_mesh()
+    mesh = pipeline.data_mesh()
     out_dir = pathlib.Path(out_dir) if out_dir is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

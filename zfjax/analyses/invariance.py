@@ -127,13 +127,4 @@ def sweep(model: models.Arch | network.Network, params, images, labels, kind: st
     return Sweep(kind, values, {name: np.asarray(d).T for name, d in zip(layers, dist)}, np.asarray(prob).T)
 
 
-def paper_layer(arch: models.Arch, k: int) -> str:
-    """The activation the paper calls "layer k" (1-based): conv k's pooled (and normalized) map where it has a pool,
-    else its conv map; past the convs, the hidden fc layers (ZFNet: layer 5 = pool5, layer 7 = fc7)."""
-    names = [c.pool_name if c.pool else c.name for c in arch.convs] + [f.name for f in arch.fcs]
-    if not 1 <= k <= len(names):
-        raise ValueError(f"{arch.name} has layers 1..{len(names)}, not {k}")
-    return names[k - 1]
-
-
-__all__ = ["TRANSFORMS", "transform", "Sweep", "sweep", "paper_layer"]
+__all__ = ["TRANSFORMS", "transform", "Sweep", "sweep"]

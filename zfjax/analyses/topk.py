@@ -139,8 +139,7 @@ def _arch_features(arch: models.Arch, params: models.Params, layer: str | None) 
     """A built-in net's `layer` as a feature function (ValueError for a layer that is no conv or pool map)."""
     shapes = arch.shapes()
     maps = [n for n in arch.layer_names if len(shapes[n]) == 3]
-    if layer not in maps:
-        raise ValueError(f"layer {layer!r} is not a conv or pool layer of {arch.name}; choose one of {maps}")
+    models.check_layer(arch, layer, maps, problem=f"layer {layer!r} is not a conv or pool layer of {arch.name}")
     models.check_params(arch, params)
     return network.ArchLayer(arch, layer)
 

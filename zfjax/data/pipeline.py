@@ -100,6 +100,11 @@ def shard_batches(example: Callable[[int], Example], n: int, *, batch_size: int,
     return iter(ds.to_iter_dataset(_read_options(num_threads)))
 
 
+def data_mesh() -> Mesh:
+    """A 1-D mesh over all devices of all hosts, axis ``data`` (the batch axis), with classic (Auto) sharding."""
+    return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+
+
 def to_global(batch: Example, mesh: Mesh) -> dict[str, jax.Array]:
     """Host-local numpy batch -> global arrays sharded along the mesh's ``data`` axis."""
     sharding = NamedSharding(mesh, PartitionSpec("data"))

@@ -205,3 +205,25 @@ def to_input(images: Sequence[np.ndarray], size: int, channels: int, mean: float
         im = imagenet.resize_center(im, size).astype(np.float32)
         out[k] = ((im.mean(axis=2, keepdims=True) if channels == 1 else im) - mean) * scale
     return out
+
+
+SINGLE_LABEL = ("digits", "caltech101", "caltech256")
+
+
+def load(name: str, data_dir: str = "") -> Labelled:
+    """A single-label transfer dataset by name (one of `SINGLE_LABEL`); `data_dir` "" means its default folder."""
+    if name == "digits":
+        return digits()
+    if name == "caltech101":
+        return caltech101(data_dir or None)
+    if name == "caltech256":
+        return image_folder(pathlib.Path(data_dir or "~/caltech256/256_ObjectCategories").expanduser())
+    raise ValueError(f"unknown dataset {name!r}; choose one of {SINGLE_LABEL}")
+
+
+def read_hashes(path: str | pathlib.Path) -> set[str]:
+    """Image hashes (`image_hash`), one per line, e.g. of the pre-training images."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"hash list {path} does not exist (one image_hash per line)")
+    return {line.strip() for line in path.read_text().splitlines() if line.strip()}

@@ -18,7 +18,7 @@ is the paper's description in code, for tests.
 """
 from zfjax.deconv.builtin import LCN_RULES, backward_ops, project, project_many, projectable_layers
 from zfjax.deconv.builtin import Cone, cone_stages, lcn_skipped_backward, saved_forward, stage_backward
-from zfjax.deconv.builtin import conv_transpose, lcn_gradient, project_reference, rectify, unpool
+from zfjax.deconv.reference import lcn_gradient, project_reference, rectify, transposed_filters, unpool
 from zfjax.deconv.projection import project_fn, project_many_fn
 from zfjax.deconv.rules import RULES
 from zfjax.deconv.transform import apply_rule, rule_sites
@@ -26,5 +26,5 @@ from zfjax.deconv.units import Projections
 
 __all__ = ["apply_rule", "rule_sites", "project_fn", "project_many_fn", "project", "project_many", "Projections",
            "RULES", "LCN_RULES", "backward_ops", "projectable_layers", "project_reference", "unpool", "rectify",
-           "conv_transpose", "lcn_gradient", "lcn_skipped_backward", "Cone", "cone_stages", "saved_forward",
+           "transposed_filters", "lcn_gradient", "lcn_skipped_backward", "Cone", "cone_stages", "saved_forward",
            "stage_backward"]

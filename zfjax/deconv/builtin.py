@@ -17,8 +17,8 @@ is ``"identity"`` (LCN is skipped on the way back) or ``"gradient"`` (its true g
 A unit whose activation is zero (or a channel that is zero everywhere) projects to exact zeros, never NaN: every
 backward rule is linear in the cotangent. `project_many` reports the values so callers can tell.
 
-`project_reference` computes the same projections the way the paper describes them, layer by layer from the
-activations and switches that `models.apply` returns; tests check that both agree.
+`zfjax.deconv.reference.project_reference` computes the same projections the way the paper describes them; tests
+check that both agree.
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ import numpy as np
 from jax import lax
 
 from zfjax.deconv import rules, units
+from zfjax.deconv.cone import in_range, place
 from zfjax.network import layers, models
 from zfjax.network import receptive_field as rf
 from zfjax.deconv.units import Projections
@@ -72,14 +73,14 @@ def projectable_layers(arch: models.Arch) -> tuple[str, ...]:
     return tuple(n for n in arch.layer_names if n.startswith(("conv", "pool")))
 
 
-def _check_layer(arch: models.Arch, layer: str) -> None:
-    if layer not in projectable_layers(arch):
-        raise ValueError(f"cannot project from layer {layer!r}; {arch.name} has {list(projectable_layers(arch))}")
+def check_layer(arch: models.Arch, layer: str) -> None:
+    """ValueError unless `layer` is one of `projectable_layers` of `arch`."""
+    models.check_layer(arch, layer, projectable_layers(arch), problem=f"cannot project from layer {layer!r}")
 
 
 def _forward(arch, params, x, layer, rule, lcn_rule):
     """`(acts[layer], pullback)`: the forward pass stopped at `layer`, run with the Ops of the backward rule."""
-    _check_layer(arch, layer)
+    check_layer(arch, layer)
     ops = backward_ops(rule, lcn_rule)
     return jax.vjp(lambda x: models.apply(arch, params, x, upto=layer, ops=ops).acts[layer], x)
 
@@ -115,12 +116,7 @@ def cone_stages(arch: models.Arch, layer: str, input_hw: tuple[int, int]) -> tup
 
 def _inside(start: Array, length: tuple[int, int], hw: tuple[int, int]) -> Array:
     """(rows, cols, 1) mask of the window at `start` that lies inside an (H, W) map."""
-    return _in_range(*(start[i] + jnp.arange(length[i]) for i in range(2)), hw)
-
-
-def _in_range(rows: Array, cols: Array, hw: tuple[int, int]) -> Array:
-    """(len(rows), len(cols), 1) mask: row index in [0, H) and column index in [0, W)."""
-    return (((rows >= 0) & (rows < hw[0]))[:, None] & ((cols >= 0) & (cols < hw[1]))[None, :])[..., None]
+    return in_range(*(start[i] + jnp.arange(length[i]) for i in range(2)), hw)
 
 
 def _out_margins(cones: tuple[Cone, ...], i: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -167,14 +163,6 @@ def stage_backward(arch: models.Arch, params: models.Params, ops: layers.Ops, co
     return layers.unpool_offsets(g[None], offset[None], cone.length, st.kernel, st.stride)[0]
 
 
-def _place(g: Array, start: Array, hw: tuple[int, int]) -> Array:
-    """The (H, W, C) map that is `g` (a window whose top-left corner is at `start`, maybe hanging over the edges)
-    inside the map and zero elsewhere: one gather writes the result (no zero canvas to fill and crop)."""
-    r, c = (jnp.arange(hw[i]) - start[i] for i in range(2))  # image position -> window position
-    window = g[jnp.clip(r, 0, g.shape[0] - 1)[:, None], jnp.clip(c, 0, g.shape[1] - 1)[None, :]]
-    return jnp.where(_in_range(r, c, g.shape[:2]), window, jnp.zeros((), g.dtype))
-
-
 def _pull_cropped(arch, params, ops, cones, channels, saved, channel, row, col, value) -> Array:
     """One image's unit pulled back through its cone only: fixed-size windows per stage, then placed in the image.
 
@@ -192,7 +180,7 @@ def _pull_cropped(arch, params, ops, cones, channels, saved, channel, row, col, 
         start = start * st.stride - st.pad
         if i:  # the input stage's window is placed (and cut to the image) by `_place`
             g = jnp.where(_inside(start, cone.length, cone.source_hw), g, jnp.zeros((), g.dtype))
-    return _place(g, start, cones[0].source_hw)
+    return place(g, start, cones[0].source_hw)
 
 
 def _projector(arch, params, x, layer, rule, lcn_rule, crop):
@@ -201,7 +189,7 @@ def _projector(arch, params, x, layer, rule, lcn_rule, crop):
     `crop` True pulls each unit back through its receptive-field cone only (`_pull_cropped`), False through the
     whole network's VJP (both give the same projection); "auto" crops when the cone is narrower than the image.
     """
-    _check_layer(arch, layer)
+    check_layer(arch, layer)
     ops = backward_ops(rule, lcn_rule)
     cones = cone_stages(arch, layer, x.shape[1:3])
     if crop == "auto":  # a cone as wide as the image would only add window copies
@@ -237,7 +225,7 @@ def project(arch: models.Arch, params: models.Params, x: Array, layer: str, chan
     backward pass only through the unit's receptive-field cone, False through the whole network; "auto" (default)
     crops when that cone is narrower than the image (a conv5 unit of a 224 ZFNet image: 139 pixels, 2-3x faster).
     """
-    _check_layer(arch, layer)
+    check_layer(arch, layer)
     models.check_images(arch, x, upto=layer)
     models.check_params(arch, params)
     return _project_in_chunks(arch, params, x, layer, channel, position, rule, lcn_rule, crop)
@@ -275,7 +263,7 @@ def project_many(arch: models.Arch, params: models.Params, image: Array, layer: 
 
     The forward pass is shared and compiled once; projections are computed `chunk` channels at a time.
     """
-    _check_layer(arch, layer)
+    check_layer(arch, layer)
     backward_ops(rule, lcn_rule)
     if np.ndim(image) != 3:
         raise ValueError(f"project_many takes one image (H, W, C), got shape {np.shape(image)}; "
@@ -294,98 +282,5 @@ def project_many(arch: models.Arch, params: models.Params, image: Array, layer: 
                              rule, lcn_rule, crop)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# The reference path: the paper's description, layer by layer, from the activations and switches of the forward.
-
-
-def unpool(g: Array, switches: Array, in_hw: tuple[int, int]) -> Array:
-    """Put each pooled value at the flat index its switch recorded in the (H, W) pre-pool map (overlaps add up)."""
-    n, _, _, c = g.shape
-    flat = jnp.zeros((n, in_hw[0] * in_hw[1], c), g.dtype)
-    nn, cc = jnp.arange(n)[:, None, None, None], jnp.arange(c)[None, None, None, :]
-    flat = flat.at[jnp.broadcast_to(nn, g.shape), switches, jnp.broadcast_to(cc, g.shape)].add(g)
-    return flat.reshape(n, in_hw[0], in_hw[1], c)
-
-
-def rectify(g: Array, act: Array, rule: str) -> Array:
-    """Backward through a ReLU whose output was `act` (its sign is its input's), by the rule table."""
-    return rules.backward(rule, act > 0, g)
-
-
-def conv_transpose(g: Array, w: Array, stride: int, padding: int, in_hw: tuple[int, int]) -> Array:
-    """Filter `g` with the flipped, transposed filters `w` (HWIO): the deconvnet layer that inverts a conv."""
-    k = w.shape[0]
-    pads = []
-    for size_in, size_out in zip(in_hw, g.shape[1:3]):
-        lo = k - 1 - padding
-        pads.append((lo, size_in + k - 1 - ((size_out - 1) * stride + 1) - lo))
-    flipped = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
-    return lax.conv_general_dilated(g, flipped, (1, 1), pads, lhs_dilation=(stride, stride),
-                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
-def lcn_gradient(g: Array, x: Array, size: int, k: float, alpha: float, beta: float) -> Array:
-    """Backward through y_i = x_i * s_i^-beta, s_i = k + alpha * sum_{j in window(i)} x_j^2 (written out by hand)."""
-    half = size // 2
-    s = k + alpha * _window_sum(x * x, half, size - 1 - half)
-    inner = _window_sum(g * x * s ** (-beta - 1), size - 1 - half, half)  # sum over the i whose window holds j
-    return g * s ** -beta - 2 * alpha * beta * x * inner
-
-
-def _window_sum(v: Array, before: int, after: int) -> Array:
-    """Sum over channels c-before..c+after (zero outside)."""
-    c = v.shape[-1]
-    padded = jnp.pad(v, ((0, 0), (0, 0), (0, 0), (before, after)))
-    return sum(padded[..., i:i + c] for i in range(before + after + 1))
-
-
-def project_reference(arch: models.Arch, params: models.Params, x: Array, layer: str, channel: int, *,
-                      position=None, rule: str = "deconvnet", lcn_rule: str = "identity") -> Array:
-    """`project`, computed as the paper describes it: unpool with switches, rectify, filter with transposed filters.
-
-    Slow and readable; for tests. Biases are not used.
-    """
-    backward_ops(rule, lcn_rule)
-    _check_layer(arch, layer)
-    fwd = models.apply(arch, params, x, upto=layer)
-    acts = fwd.acts[layer]
-    units.check(layer, acts.shape, channel, position)
-    n, _, w, _ = acts.shape
-    if position is None:
-        flat = jnp.argmax(acts[..., channel].reshape(n, -1), axis=1)
-        rows, cols = flat // w, flat % w
-    else:
-        rows, cols = jnp.broadcast_to(jnp.asarray(position), (n, 2)).T
-    images = jnp.arange(n)
-    g = jnp.zeros_like(acts).at[images, rows, cols, channel].set(acts[images, rows, cols, channel])
-    top = next(i for i, c in enumerate(arch.convs) if layer in (c.name, c.pool_name))
-    for i in reversed(range(top + 1)):
-        c = arch.convs[i]
-        if c.pool and (i < top or layer == c.pool_name):
-            g = _unpool_block(arch, c, fwd, g, lcn_rule)
-        g = rectify(g, fwd.acts[c.name], rule)
-        g = conv_transpose(g, params[c.name]["w"], c.stride, c.padding, _input_hw(arch, fwd, x, i))
-    return g
-
-
-def _unpool_block(arch: models.Arch, c: models.Conv, fwd: models.Forward, g: Array, lcn_rule: str) -> Array:
-    """Backward through conv `c`'s LCN (identity or gradient) and then its max pool (unpooling with the switches)."""
-    conv_map, switches = fwd.acts[c.name], fwd.switches[c.pool_name]
-    if c.lcn and arch.lcn and lcn_rule == "gradient":
-        n, ch = g.shape[0], g.shape[3]
-        pooled = jnp.take_along_axis(conv_map.reshape(n, -1, ch), switches.reshape(n, -1, ch), axis=1)
-        g = lcn_gradient(g, pooled.reshape(g.shape), *arch.lcn_params)
-    return unpool(g, switches, conv_map.shape[1:3])
-
-
-def _input_hw(arch: models.Arch, fwd: models.Forward, x: Array, i: int) -> tuple[int, int]:
-    """Spatial size of the map that conv number `i` reads."""
-    if i == 0:
-        return x.shape[1:3]
-    prev = arch.convs[i - 1]
-    return fwd.acts[prev.pool_name if prev.pool else prev.name].shape[1:3]
-
-
-__all__ = ["LCN_RULES", "backward_ops", "projectable_layers", "project", "project_many", "Cone", "cone_stages",
-           "saved_forward", "stage_backward", "project_reference", "unpool", "rectify", "conv_transpose",
-           "lcn_gradient", "lcn_skipped_backward"]
+__all__ = ["LCN_RULES", "backward_ops", "projectable_layers", "check_layer", "project", "project_many", "Cone", "cone_stages",
+           "saved_forward", "stage_backward", "lcn_skipped_backward"]

@@ -344,18 +344,17 @@ def _slice_padded(value: Array, pads, frames: Sequence[Frame], u: Sequence) -> A
     return lax.dynamic_slice(value, [jnp.asarray(s, jnp.int32) for s in starts], [f.length for f in frames])
 
 
-def _place(cone: Cone, frames: Sequence[Frame], g: Array, u: Sequence) -> Array:
-    """The whole (H, W, C) image signal of one image from its window `g` (1, h, w, C) (one gather, no canvas)."""
-    image = _shape(cone.image)
-    g = g[0]
-    idx = []
-    for k in (1, 2):
-        pos = jnp.arange(image[k]) - frames[k].begin(u)
-        idx.append(pos)
-    r, c = idx
-    window = g[jnp.clip(r, 0, g.shape[0] - 1)[:, None], jnp.clip(c, 0, g.shape[1] - 1)[None, :]]
-    inside = ((r >= 0) & (r < g.shape[0]))[:, None, None] & ((c >= 0) & (c < g.shape[1]))[None, :, None]
-    return jnp.where(inside, window, jnp.zeros((), g.dtype))
+def in_range(rows: Array, cols: Array, hw: tuple[int, int]) -> Array:
+    """(len(rows), len(cols), 1) mask: row index in [0, H) and column index in [0, W)."""
+    return (((rows >= 0) & (rows < hw[0]))[:, None] & ((cols >= 0) & (cols < hw[1]))[None, :])[..., None]
+
+
+def place(window: Array, start: Sequence, hw: tuple[int, int]) -> Array:
+    """The (H, W, C) map that is `window` (h, w, C) with its top-left corner at `start` (maybe hanging over the
+    edges) and zero elsewhere: one gather writes the result (no zero canvas to fill and crop)."""
+    r, c = (jnp.arange(hw[i]) - start[i] for i in range(2))  # map position -> window position
+    out = window[jnp.clip(r, 0, window.shape[0] - 1)[:, None], jnp.clip(c, 0, window.shape[1] - 1)[None, :]]
+    return jnp.where(in_range(r, c, window.shape[:2]), out, jnp.zeros((), window.dtype))
 
 
 def pull(cone: Cone, fwd: Forward, rule: str, image: Array, row: Array, col: Array, channel: Array,
@@ -381,7 +380,7 @@ def pull(cone: Cone, fwd: Forward, rule: str, image: Array, row: Array, col: Arr
     frames = cone.frames[id(cone.image)]
     g = cts[id(cone.image)]
     g = jnp.where(_inside(cone.image, frames, u), g, jnp.zeros((), g.dtype))
-    return _place(cone, frames, g, u)
+    return place(g[0], [frames[k].begin(u) for k in (1, 2)], _shape(cone.image)[1:3])
 
 
-__all__ = ["Cone", "Frame", "NotCroppable", "Forward", "forward", "pull"]
+__all__ = ["Cone", "Frame", "NotCroppable", "Forward", "forward", "pull", "place", "in_range"]

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from zfjax.network import switches
+
 Array = jax.Array
 
 
@@ -183,21 +185,10 @@ def pool_output_size(n: int, window: int, stride: int, ceil_mode: bool) -> int:
 
 def _pool_offsets(x: Array, window: int, stride: int, ceil_mode: bool) -> tuple[Array, Array]:
     """Max pool and, per output unit, the row-major offset (dy * window + dx) of its maximum inside the window."""
-    n, h, w, c = x.shape
+    _, h, w, _ = x.shape
     oh, ow = (pool_output_size(s, window, stride, ceil_mode) for s in (h, w))
-    ph, pw = max(0, (oh - 1) * stride + window - h), max(0, (ow - 1) * stride + window - w)
-    xp = jnp.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), constant_values=-jnp.inf)
-    best, offset = None, None
-    for k in range(window * window):
-        dy, dx = divmod(k, window)
-        cand = lax.slice(xp, (0, dy, dx, 0), (n, dy + (oh - 1) * stride + 1, dx + (ow - 1) * stride + 1, c),
-                         (1, stride, stride, 1))
-        if best is None:
-            best, offset = cand, jnp.zeros(cand.shape, jnp.int32)
-        else:
-            better = cand > best  # strict: ties keep the first maximum
-            best, offset = jnp.where(better, cand, best), jnp.where(better, k, offset)
-    return best, offset
+    pads = ((0, 0), (0, max(0, (oh - 1) * stride + window - h)), (0, max(0, (ow - 1) * stride + window - w)), (0, 0))
+    return switches.offsets(x, switches.Window((1, window, window, 1), (1, stride, stride, 1), pads))
 
 
 def unpool_offsets(g: Array, offset: Array, in_hw: tuple[int, int], window: int, stride: int) -> Array:
@@ -259,7 +250,7 @@ def switches_from_offsets(offset: Array, in_width: int, window: int, stride: int
     return rows * in_width + cols
 
 
-def _channel_window_sum(v: Array, before: int, after: int) -> Array:
+def channel_window_sum(v: Array, before: int, after: int) -> Array:
     """Sum over maps c-before..c+after of each position (zero outside the maps)."""
     c = v.shape[-1]
     padded = jnp.pad(v, ((0, 0),) * (v.ndim - 1) + ((before, after),))
@@ -269,7 +260,7 @@ def _channel_window_sum(v: Array, before: int, after: int) -> Array:
 def _lcn_scale(x: Array, size: int, k: float, alpha: float) -> Array:
     """s = k + alpha * (sum of x^2 over the `size` maps around each map)."""
     half = size // 2
-    return k + alpha * _channel_window_sum(x * x, half, size - 1 - half)
+    return k + alpha * channel_window_sum(x * x, half, size - 1 - half)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
@@ -307,7 +298,7 @@ def _lcn_bwd(size, k, alpha, beta, res, g):
     """
     norm, x_norm_scaled, x_over_ns = res
     half = size // 2
-    inner = _channel_window_sum(g * x_over_ns, size - 1 - half, half)
+    inner = channel_window_sum(g * x_over_ns, size - 1 - half, half)
     return ((g - x_norm_scaled * inner) / norm,)
 
 
@@ -345,6 +336,6 @@ def rms(w: Array, axis) -> Array:
     return jnp.sqrt(jnp.mean(jnp.square(w), axis=axis))
 
 
-__all__ = ["conv", "conv_transpose", "dense",
+__all__ = ["conv", "conv_transpose", "dense", "channel_window_sum",
            "max_pool", "unpool_offsets", "switches_from_offsets", "lcn", "dropout", "Ops", "PLAIN",
            "pool_output_size", "conv_output_size", "rms"]

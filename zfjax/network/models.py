@@ -39,6 +39,11 @@ class Conv:
     def pool_name(self) -> str:
         return "pool" + self.name[len("conv"):]
 
+    @property
+    def output_name(self) -> str:
+        """The map this block hands to the next one: its pool (pooled, normalized) if it has one, else the conv's."""
+        return self.pool_name if self.pool else self.name
+
 
 @dataclasses.dataclass(frozen=True)
 class Fc:
@@ -89,6 +94,18 @@ class Arch:
     @property
     def pool_names(self) -> tuple[str, ...]:
         return tuple(c.pool_name for c in self.convs if c.pool)
+
+    @property
+    def paper_layers(self) -> tuple[str, ...]:
+        """What the paper calls "layer 1, 2, ...": each conv block's output map, then the hidden fc layers
+        (ZFNet: pool1, pool2, conv3, conv4, pool5, fc6, fc7)."""
+        return tuple(c.output_name for c in self.convs) + tuple(f.name for f in self.fcs)
+
+    def paper_layer(self, k: int) -> str:
+        """The activation the paper calls "layer k" (1-based; ZFNet: layer 5 = pool5, layer 7 = fc7)."""
+        if not 1 <= k <= len(self.paper_layers):
+            raise ValueError(f"{self.name} has layers 1..{len(self.paper_layers)}, not {k}")
+        return self.paper_layers[k - 1]
 
     def conv(self, name: str) -> Conv:
         """The conv layer called `name` (ValueError naming the layers there are)."""
@@ -256,7 +273,7 @@ def param_shapes(arch: Arch) -> dict[str, dict[str, tuple[int, ...]]]:
         out[c.name] = {"w": (c.kernel, c.kernel, cin, c.features), "b": (c.features,)}
         cin = c.features
     last = arch.convs[-1]
-    fan = math.prod(shapes[last.pool_name if last.pool else last.name])
+    fan = math.prod(shapes[last.output_name])
     for f in arch.fcs + (Fc("fc8", arch.num_classes),):
         out[f.name] = {"w": (fan, f.features), "b": (f.features,)}
         fan = f.features
@@ -290,9 +307,16 @@ def check_params(arch: Arch, params: Params) -> None:
         raise ValueError(f"params have layers {sorted(extra)} that {arch.name} does not")
 
 
+def check_layer(arch: Arch, layer: str, names: Sequence[str] | None = None, *, problem: str = "") -> None:
+    """ValueError unless `layer` is one of `names` (default: every layer of `arch`), naming the ones there are."""
+    names = arch.layer_names if names is None else names
+    if layer not in names:
+        raise ValueError(f"{problem or f'unknown layer {layer!r}'}; {arch.name} has {list(names)}")
+
+
 def _check_input(arch: Arch, x: Array, upto: str | None) -> None:
-    if upto is not None and upto not in arch.layer_names:
-        raise ValueError(f"unknown layer upto={upto!r}; {arch.name} has {list(arch.layer_names)}")
+    if upto is not None:
+        check_layer(arch, upto, problem=f"unknown layer upto={upto!r}")
     if getattr(x, "ndim", None) != 4:
         raise ValueError(f"input must be a float NHWC batch of rank 4, got shape {np.shape(x)}")
     if not jnp.issubdtype(x.dtype, jnp.floating):
@@ -385,20 +409,6 @@ def map_chunks(fn, *batches: Array, chunk: int | None = None):
 def unravel_switches(switches: Array, in_width: int) -> tuple[Array, Array]:
     """Switches (flat indices) -> (rows, cols) in the pre-pool map."""
     return switches // in_width, switches % in_width
-
-
-def renormalize(params: Params, radius: float = 0.1) -> Params:
-    """The paper's filter renormalization: any conv filter whose RMS exceeds `radius` is scaled back to it.
-
-    A conv filter is one output channel of an HWIO kernel; fc layers are left alone. Pure: returns new params.
-    """
-    out = dict(params)
-    for name, p in params.items():
-        if p["w"].ndim == 4:
-            r = layers.rms(p["w"], axis=(0, 1, 2))
-            scale = jnp.where(r > radius, radius / jnp.maximum(r, 1e-30), 1.0)
-            out[name] = {**p, "w": p["w"] * scale}
-    return out
 
 
 def count_params(tree: Arch | Params) -> int:

@@ -39,7 +39,7 @@ def receptive_field(arch: models.Arch, layer: str, position: tuple[int, int], *,
         conv_hw = sizes[c.name]
         if c.pool and (i < top or layer == c.pool_name):
             rows, cols = (_down(r, arch.pool_window, arch.pool_stride, 0, n) for r, n in zip((rows, cols), conv_hw))
-        below = hw if i == 0 else sizes[_output_name(arch.convs[i - 1])]
+        below = hw if i == 0 else sizes[arch.convs[i - 1].output_name]
         rows, cols = (_down(r, c.kernel, c.stride, c.padding, n) for r, n in zip((rows, cols), below))
     return rows[0], rows[1] + 1, cols[0], cols[1] + 1
 
@@ -48,11 +48,6 @@ def _down(span: tuple[int, int], kernel: int, stride: int, padding: int, size_be
     """Inclusive range of the map below that a sliding window layer reads for output units `span`, clipped."""
     lo, hi = span[0] * stride - padding, span[1] * stride - padding + kernel - 1
     return max(lo, 0), min(hi, size_below - 1)
-
-
-def _output_name(c: models.Conv) -> str:
-    """Name of the map a conv block hands to the next one (its pool if it has one)."""
-    return c.pool_name if c.pool else c.name
 
 
 def _map_sizes(arch: models.Arch, hw: tuple[int, int]) -> dict[str, tuple[int, int]]:

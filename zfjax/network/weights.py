@@ -42,7 +42,7 @@ def _keys(arch: models.Arch, layout: str) -> dict[str, str]:
 def _first_fc(arch: models.Arch) -> tuple[str, tuple[int, int, int]]:
     """The first fc layer's name and the (H, W, C) map it flattens."""
     last = arch.convs[-1]
-    return (arch.fcs[0].name if arch.fcs else "fc8"), arch.shapes()[last.pool_name if last.pool else last.name]
+    return (arch.fcs[0].name if arch.fcs else "fc8"), arch.shapes()[last.output_name]
 
 
 def guess_layout(state: dict[str, np.ndarray]) -> str:

@@ -8,6 +8,8 @@ import os
 import pathlib
 from typing import Any, NamedTuple, Sequence
 
+import numpy as np
+
 from zfjax import files
 
 
@@ -24,6 +26,17 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A GitHub markdown table."""
     lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and (population) standard deviation over splits, as "mean ± std" in the paper's tables."""
+    return float(np.mean(values)), float(np.std(values))
+
+
+def mean_std_cell(values: Sequence[float], scale: float = 100.0) -> str:
+    """"mean ± std" of `values` (in percent by default), one decimal as in the paper."""
+    m, s = mean_std(values)
+    return f"{scale * m:.1f} ± {scale * s:.1f}"
 
 
 def _html_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -54,4 +67,4 @@ def write_index(workdir: str | os.PathLike, title: str, figures: Sequence[Figure
     return files.write_text(pathlib.Path(workdir) / "index.html", "\n".join(parts))
 
 
-__all__ = ["Figure", "markdown_table", "write_index"]
+__all__ = ["Figure", "markdown_table", "mean_std", "mean_std_cell", "write_index"]

@@ -1,7 +1,7 @@
 """Training of the paper's networks: state, optimizer, jit-compiled sharded steps, and the resumable loop.
 
-The recipe (PAPER.md section 2): SGD with momentum 0.9 on softmax cross-entropy, dropout in fc6/fc7, filter
-renormalization (`models.renormalize`) after every update, learning rate annealed on plateau (or by steps).
+The paper's recipe (docs/paper.md): SGD with momentum 0.9 on softmax cross-entropy, dropout in fc6/fc7, filter
+renormalization (`zfjax.training.renormalize`) after every update, learning rate annealed on plateau (or by steps).
 One code path runs on 1 CPU, forced CPU devices, GPUs and many hosts: the batch is sharded along the mesh's
 ``data`` axis, parameters are replicated, and each host feeds its share of every global batch.
 
@@ -32,18 +32,10 @@ from zfjax.data import Data, pipeline
 from zfjax.data import load as load_data
 from zfjax.network import models
 from zfjax.training import checkpoints, metrics
+from zfjax.training.renormalize import renormalize
 
 SCHEDULES = ("constant", "step", "plateau")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-# Every field a training config has (experiments/configs/default.py documents them); a typo must not pass silently.
-CONFIG_FIELDS = frozenset({
-    "dataset", "data_dir", "resize_size", "image_size", "pixel_scale", "train_subset", "eval_subset",
-    "num_data_threads", "model", "remove", "model_overrides", "init", "init_scale", "dropout", "batch_size",
-    "eval_batch_size", "learning_rate", "momentum", "weight_decay", "lr_schedule", "lr_decay_epochs",
-    "lr_decay_factor", "plateau_factor", "plateau_patience", "radius", "dtype", "num_epochs", "max_steps",
-    "checkpoint_every_steps", "keep_checkpoints", "eval_every_steps", "log_every_steps", "snapshot_epochs", "seed"})
-
-
 class TrainState(struct.PyTreeNode):
     """Everything a training step changes: step count, parameters, optimizer state, and the raw rng key data."""
     step: jax.Array
@@ -96,7 +88,7 @@ def current_learning_rate(config: Any, schedule: optax.Schedule, state: TrainSta
 def create_state(arch: models.Arch, tx: optax.GradientTransformation, seed: int) -> TrainState:
     """Fresh state: `models.init` parameters (renormalized, as after every update) and zero optimizer state."""
     init_key, rng = jax.random.split(jax.random.key(seed))
-    params = models.renormalize(models.init(arch, init_key))
+    params = renormalize(models.init(arch, init_key))
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                       rng=jax.random.key_data(rng))
 
@@ -121,7 +113,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, arch: models.A
 
     (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)
-    params = models.renormalize(optax.apply_updates(state.params, updates), radius)
+    params = renormalize(optax.apply_updates(state.params, updates), radius)
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), {"loss": loss, "accuracy": accuracy}
 
@@ -141,11 +133,6 @@ def eval_step(params: models.Params, batch: dict[str, jax.Array], *, arch: model
     rank = jnp.sum(probs > true_prob[:, None], axis=1)  # classes strictly more probable than the true one
     return {"loss": jnp.sum(-jnp.log(jnp.maximum(true_prob, 1e-30)) * mask), "top1": jnp.sum((rank < 1) * mask),
             "top5": jnp.sum((rank < 5) * mask), "count": jnp.sum(mask)}
-
-
-def make_mesh() -> Mesh:
-    """A 1-D mesh over all devices of all hosts, axis ``data``, with classic (Auto) sharding semantics."""
-    return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def compile_steps(config: Any, arch: models.Arch, tx: Any, mesh: Mesh) -> tuple[Callable, Callable]:
@@ -173,16 +160,6 @@ def evaluate(eval_fn: Callable, params: models.Params, data: Data, config: Any, 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; the run stops without saving."""
-
-
-def check_config_fields(config: Any) -> None:
-    """ValueError for unknown (e.g. misspelt) or missing config fields, naming them and the accepted ones."""
-    unknown, missing = set(config.keys()) - CONFIG_FIELDS, CONFIG_FIELDS - set(config.keys())
-    problems = [f"{what} fields {sorted(names)}" for what, names in (("unknown", unknown), ("missing", missing))
-                if names]
-    if problems:
-        raise ValueError(f"config has {' and '.join(problems)}; the fields are {sorted(CONFIG_FIELDS)} (see "
-                         f"experiments/configs/default.py)")
 
 
 def _check_config(config: Any, data: Data) -> None:
@@ -226,7 +203,6 @@ def train_and_evaluate(config: Any, workdir: str | pathlib.Path) -> TrainState:
     the checkpoints already written are kept. Before any work: `ValueError` for unknown config fields, and
     `checkpoints.WorkdirError` when another run holds `workdir` or it is unwritable or too full for the checkpoints.
     """
-    check_config_fields(config)
     workdir = pathlib.Path(workdir)
     try:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -270,7 +246,7 @@ def _run(config: Any, workdir: pathlib.Path) -> TrainState:
     steps_per_epoch = len(data.train) // config.batch_size
     total = config.num_epochs * steps_per_epoch
     stop = min(total, config.max_steps) if config.max_steps else total
-    mesh = make_mesh()
+    mesh = pipeline.data_mesh()
     tx = make_optimizer(config, steps_per_epoch)
     schedule = learning_rate_schedule(config, steps_per_epoch)
     checkpoints.preflight(workdir, _checkpoint_bytes(config, arch, tx))

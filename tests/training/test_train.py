@@ -12,7 +12,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import ROOT, subprocess_env
 from experiments.configs import tiny
 from zfjax.data import pipeline
 from zfjax.network import layers, models
@@ -21,14 +20,8 @@ from zfjax.training import checkpoints, metrics, train
 STEPS = 32  # tiny config: 512 images / batch 32 = 16 steps per epoch, 2 epochs
 
 
-def tiny_config(**overrides):
-    c = tiny.get_config()
-    c.update(overrides)
-    return c
-
-
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory):
+def straight(tiny_config, tmp_path_factory):
     """An uninterrupted in-process run of the tiny config: (workdir, final state)."""
     workdir = tmp_path_factory.mktemp("straight")
     return workdir, train.train_and_evaluate(tiny_config(), workdir)
@@ -40,14 +33,14 @@ def _command(workdir, *overrides):
 
 
 @pytest.fixture(scope="module")
-def children(tmp_path_factory):
+def children(repo_root, subprocess_env, tmp_path_factory):
     """Start the subprocess runs at once (they overlap): one to be SIGKILLed mid-run, one on 8 CPU devices."""
     root = tmp_path_factory.mktemp("children")
     flags = os.environ.get("XLA_FLAGS", "")
     log = open(root / "eight.log", "wb")  # a file, not a pipe: orbax logs a lot and a full pipe would block
-    eight = subprocess.Popen(_command(root / "eight", "--config.max_steps=16"), cwd=ROOT, stdout=log, stderr=log,
+    eight = subprocess.Popen(_command(root / "eight", "--config.max_steps=16"), cwd=repo_root, stdout=log, stderr=log,
                              env=subprocess_env(XLA_FLAGS=f"{flags} --xla_force_host_platform_device_count=8"))
-    killed = subprocess.Popen(_command(root / "resumed"), cwd=ROOT, stdout=subprocess.DEVNULL,
+    killed = subprocess.Popen(_command(root / "resumed"), cwd=repo_root, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, env=subprocess_env())
     yield root, killed, eight
     for p in (killed, eight):
@@ -102,7 +95,7 @@ def test_eval_step_averages_crop_softmax_like_numpy():
     assert float(out["count"]) == 5
 
 
-def test_step_schedule_and_unknown_schedule():
+def test_step_schedule_and_unknown_schedule(tiny_config):
     c = tiny_config(lr_schedule="step", lr_decay_epochs=(1, 1.5), learning_rate=0.1)
     sched = train.learning_rate_schedule(c, steps_per_epoch=10)
     np.testing.assert_allclose([sched(0), sched(9), sched(10), sched(14), sched(15)], [0.1, 0.1, 0.01, 0.01, 0.001],
@@ -111,7 +104,7 @@ def test_step_schedule_and_unknown_schedule():
         train.learning_rate_schedule(tiny_config(lr_schedule="cosine"), 10)
 
 
-def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path, monkeypatch):
     c = tiny_config(checkpoint_every_steps=1)
     real = train.load_data(c)
     order = pipeline.train_iterator(real.train, lambda ex, rng: ex, global_batch=c.batch_size, seed=c.seed,
@@ -136,7 +129,7 @@ def _steps(ckdir: pathlib.Path) -> list[int]:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_run_then_restart_ends_bit_identical(straight, children):
+def test_sigkill_mid_run_then_restart_ends_bit_identical(repo_root, subprocess_env, straight, children):
     root, killed, _ = children
     ckdir = root / "resumed" / "checkpoints"
     deadline = time.time() + 240
@@ -146,7 +139,7 @@ def test_sigkill_mid_run_then_restart_ends_bit_identical(straight, children):
     killed.wait()
     assert killed.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert 0 < max(_steps(ckdir)) < STEPS
-    done = subprocess.run(_command(root / "resumed"), cwd=ROOT, env=subprocess_env(), capture_output=True,
+    done = subprocess.run(_command(root / "resumed"), cwd=repo_root, env=subprocess_env(), capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     step, params = checkpoints.latest(root / "resumed")
@@ -204,7 +197,7 @@ def test_paper_configs_build_the_paper_networks():
     from zfjax.data import Data
     imagenet = Data("imagenet2012", None, None, 1000, (224, 224, 3), 10, None, None)
     zf = train.build_arch(zfnet.get_config(), imagenet)
-    assert models.count_params(zf) == 62_357_608  # PAPER.md section 1
+    assert models.count_params(zf) == 62_357_608  # the paper's ZFNet (docs/paper.md)
     assert all(f.dropout == 0.5 for f in zf.fcs) and zf.init == "paper" and zf.init_scale == 0.01
     assert train.build_arch(alexnet.get_config(), imagenet).conv("conv1").kernel == 11
     assert train.build_arch(zfnet_b.get_config(), imagenet).conv("conv4").features == 1024

@@ -5,7 +5,6 @@ import numpy as np
 
 from experiments import layer_features
 from experiments.configs import layer_features as lf_config
-from zfjax.analyses import transfer
 from zfjax.data import load as load_data
 from zfjax.training import train
 
@@ -15,7 +14,7 @@ def test_layer_features_script_end_to_end_on_digits(tmp_path_factory, tmp_path):
     config.pretrain_workdir = str(tmp_path_factory.getbasetemp() / "tiny_pretrain")  # trained by the first user
     results = layer_features.run(config, tmp_path)
     arch = train.build_arch(config.pretrain, load_data(config.pretrain))
-    layers = transfer.paper_layers(arch)
+    layers = arch.paper_layers
     assert results["layers"] == list(layers) and len(layers) == 7
     shapes = arch.shapes()
     for layer in layers:  # maps: max over a grid (4, or the map size if smaller) of cells; fc: as they are

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, subprocess_env
 from zfjax.data import fashion_mnist
 from zfjax.network import models, weights
 from zfjax.training import trained
@@ -28,11 +27,17 @@ runpy.run_module(module, run_name="__main__", alter_sys=True)
 ORBAX_NOISE = ("could not be restored", "read only", "CheckpointManager")
 
 
-def cli(module, *args, tmp_path=None, **env):
-    """`python -m experiments.<module> args` from the repo root; with `tmp_path`, also the TF modules it imported."""
-    command = [sys.executable, "-m", f"experiments.{module}", *args] if tmp_path is None else \
-        [sys.executable, "-c", RUN_RECORDING_IMPORTS, str(tmp_path / "imports.txt"), f"experiments.{module}", *args]
-    return subprocess.run(command, cwd=ROOT, env=subprocess_env(**env), capture_output=True, text=True, timeout=600)
+@pytest.fixture
+def cli(repo_root, subprocess_env):
+    """``cli(module, *args, tmp_path=None, **env)``: `python -m experiments.<module> args` from the repo root; with
+    `tmp_path`, also the TF modules it imported."""
+    def run(module, *args, tmp_path=None, **env):
+        command = [sys.executable, "-m", f"experiments.{module}", *args] if tmp_path is None else \
+            [sys.executable, "-c", RUN_RECORDING_IMPORTS, str(tmp_path / "imports.txt"), f"experiments.{module}",
+             *args]
+        return subprocess.run(command, cwd=repo_root, env=subprocess_env(**env), capture_output=True, text=True,
+                              timeout=600)
+    return run
 
 
 def user_error(done):
@@ -50,7 +55,7 @@ def progress_free(stderr):
 
 
 @pytest.fixture(scope="module")
-def fmnist_run(tmp_path_factory):
+def fmnist_run(cli, tmp_path_factory):
     """The Fashion-MNIST training config from the command line (2 steps of 512 images), then resumed to step 4."""
     root = tmp_path_factory.mktemp("cli")
     args = ["--config=experiments/configs/fashion_mnist.py", f"--workdir={root / 'run'}", "--config.train_subset=512",
@@ -74,7 +79,7 @@ def test_training_is_quiet_tensorflow_free_and_ends_with_what_it_wrote(fmnist_ru
     assert not any(noise in resumed.stderr for noise in ORBAX_NOISE)
 
 
-def test_the_run_loads_as_its_network_whatever_the_preset_widths(fmnist_run, tmp_path):
+def test_the_run_loads_as_its_network_whatever_the_preset_widths(cli, fmnist_run, tmp_path):
     workdir = fmnist_run[0]
     net = trained.load_net(workdir)
     assert net.arch.conv("conv3").features == 64 != models.get("small").conv("conv3").features
@@ -91,14 +96,14 @@ def test_the_run_loads_as_its_network_whatever_the_preset_widths(fmnist_run, tmp
     assert lines[1] == f"open {tmp_path / 'index.html'}"
 
 
-def test_a_preset_of_another_dataset_names_the_field_and_the_fix(fmnist_run, tmp_path):
+def test_a_preset_of_another_dataset_names_the_field_and_the_fix(cli, fmnist_run, tmp_path):
     line = user_error(cli("top9", "--config=experiments/configs/top9.py:zfnet",
                           f"--config.checkpoint={fmnist_run[0]}", f"--workdir={tmp_path}"))
     assert "trained on fashion_mnist, but the preset's train.dataset is 'imagenet2012'" in line
     assert "--config=<config file>:fashion_mnist" in line
 
 
-def test_torchvision_weights_project_a_photo_with_no_dataset_on_disk(tmp_path):
+def test_torchvision_weights_project_a_photo_with_no_dataset_on_disk(cli, tmp_path):
     arch = models.get("alexnet_torchvision", init="fan_in")
     weights.save(jax.device_get(models.init(arch, jax.random.key(0))), tmp_path / "alexnet.safetensors", arch,
                  layout="torchvision")
@@ -116,7 +121,7 @@ def test_torchvision_weights_project_a_photo_with_no_dataset_on_disk(tmp_path):
     assert np.asarray(results["images"][0]["prob_true"]).shape == (2, 2)
 
 
-def test_a_config_or_flag_mistake_is_one_line(tmp_path):
+def test_a_config_or_flag_mistake_is_one_line(cli, tmp_path):
     base = ["--config=experiments/configs/occlusion.py:tiny", f"--workdir={tmp_path}"]
     line = user_error(cli("occlusion", *base, "--config.pach=4"))
     assert "config has unknown fields ['pach'] (--config.pach=4)" in line and '"patch"' in line
@@ -128,7 +133,7 @@ def test_a_config_or_flag_mistake_is_one_line(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_bad_input_is_one_line_naming_it(tmp_path):
+def test_bad_input_is_one_line_naming_it(cli, tmp_path):
     net = ["--config.random_init=True", f"--workdir={tmp_path / 'out'}"]
     line = user_error(cli("top9", "--config=experiments/configs/top9.py:tiny", "--config.layers=('conv9',)", *net))
     assert "small has no layer 'conv9'; its layers: ['conv1', 'pool1'" in line
@@ -155,17 +160,17 @@ cli.run_app(main)
 
 
 @pytest.mark.parametrize("error", ["ValueError", "FileNotFoundError"])
-def test_user_errors_are_one_line_and_verbose_shows_the_traceback(error):
-    done = subprocess.run([sys.executable, "-c", SCRIPT.format(error)], cwd=ROOT, env=subprocess_env(),
+def test_user_errors_are_one_line_and_verbose_shows_the_traceback(repo_root, subprocess_env, error):
+    done = subprocess.run([sys.executable, "-c", SCRIPT.format(error)], cwd=repo_root, env=subprocess_env(),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and done.stderr.strip().splitlines() == [
         f"error: {'missing data: ' if error == 'FileNotFoundError' else ''}the problem (--verbose shows the traceback)"]
-    verbose = subprocess.run([sys.executable, "-c", SCRIPT.format(error), "--verbose"], cwd=ROOT,
+    verbose = subprocess.run([sys.executable, "-c", SCRIPT.format(error), "--verbose"], cwd=repo_root,
                              env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert verbose.returncode == 1 and "Traceback" in verbose.stderr and f"{error}: the problem" in verbose.stderr
 
 
-def test_programming_errors_keep_their_traceback():
-    done = subprocess.run([sys.executable, "-c", SCRIPT.format("TypeError")], cwd=ROOT, env=subprocess_env(),
+def test_programming_errors_keep_their_traceback(repo_root, subprocess_env):
+    done = subprocess.run([sys.executable, "-c", SCRIPT.format("TypeError")], cwd=repo_root, env=subprocess_env(),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "Traceback" in done.stderr and "TypeError: the problem" in done.stderr

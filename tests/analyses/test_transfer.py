@@ -8,8 +8,7 @@ import pytest
 
 from experiments import transfer as transfer_exp
 from experiments.configs import transfer as transfer_config
-from tests.conftest import ROOT, subprocess_env
-from zfjax.analyses import transfer
+from zfjax.analyses import probe, transfer
 from zfjax.data import transfer as transfer_data
 from zfjax.network import models
 
@@ -25,8 +24,8 @@ def test_fit_linear_equals_sklearn_multinomial_logistic_regression():
     from sklearn.linear_model import LogisticRegression
     x, y = _blobs()
     l2 = 0.05
-    head = transfer.fit_linear(x, y, l2=l2, steps=300)
-    mean, std = transfer.standardization(x)
+    head = probe.fit_linear(x, y, l2=l2, steps=300)
+    mean, std = probe.standardization(x)
     # sklearn minimizes 0.5 |w|^2 + C sum CE; ours mean CE + l2/2 |w|^2 -> C = 1 / (l2 N).
     ref = LogisticRegression(C=1 / (l2 * len(x)), tol=1e-10, max_iter=10000).fit((x - mean) / std, y)
     ours = np.exp(head.logits(x))
@@ -37,15 +36,15 @@ def test_fit_linear_equals_sklearn_multinomial_logistic_regression():
 def test_fit_linear_rejects_bad_input():
     x, y = _blobs()
     with pytest.raises(ValueError, match="unknown loss"):
-        transfer.fit_linear(x, y, loss="hinge")
+        probe.fit_linear(x, y, loss="hinge")
     with pytest.raises(ValueError, match="N labels"):
-        transfer.fit_linear(x, y[:-1])
+        probe.fit_linear(x, y[:-1])
     with pytest.raises(ValueError, match=r"labels must be in 0\.\.1"):
-        transfer.fit_linear(x, y, num_classes=2)
+        probe.fit_linear(x, y, num_classes=2)
     with pytest.raises(ValueError, match="multi-hot"):
-        transfer.fit_linear(x, np.eye(3)[y])
+        probe.fit_linear(x, np.eye(3)[y])
     with pytest.raises(FloatingPointError, match="inf/NaN"):
-        transfer.fit_linear(np.where(np.arange(len(x))[:, None] == 3, np.nan, x), y, steps=3)
+        probe.fit_linear(np.where(np.arange(len(x))[:, None] == 3, np.nan, x), y, steps=3)
 
 
 def test_frozen_layers_unchanged_during_transfer():
@@ -68,8 +67,8 @@ def test_frozen_layers_unchanged_during_transfer():
 
 
 def test_paper_layers():
-    assert transfer.paper_layers(models.get("zfnet")) == ("pool1", "pool2", "conv3", "conv4", "pool5", "fc6", "fc7")
-    assert transfer.paper_layers(models.get("zfnet", remove=("conv3", "fc7"))) == ("pool1", "pool2", "conv4",
+    assert models.get("zfnet").paper_layers == ("pool1", "pool2", "conv3", "conv4", "pool5", "fc6", "fc7")
+    assert models.get("zfnet", remove=("conv3", "fc7")).paper_layers == ("pool1", "pool2", "conv4",
                                                                                    "pool5", "fc6")
 
 
@@ -97,15 +96,15 @@ def test_transfer_script_end_to_end_on_digits(tmp_path_factory, tmp_path):
     assert "accuracy_vs_shots.png" in (tmp_path / "out" / "index.html").read_text()
 
 
-def test_missing_caltech256_is_one_clear_message(tmp_path):
+def test_missing_caltech256_is_one_clear_message(repo_root, subprocess_env, tmp_path):
     """The command line on a missing image folder: exit status 1 and one line naming what to download."""
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.transfer", "--config=experiments/configs/transfer.py:caltech256",
          f"--config.data_dir={tmp_path / 'nowhere'}", f"--workdir={tmp_path / 'out'}"],
-        cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=120)
+        cwd=repo_root, env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: missing data:") and "256_ObjectCategories" in last
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="unknown dataset"):
-        transfer.load_dataset("caltech512")
+        transfer_data.load("caltech512")

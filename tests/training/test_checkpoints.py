@@ -5,22 +5,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zfjax.data import pipeline
 from zfjax.training import checkpoints
-
-
-def _iterator():
-    source = pipeline.ArraySource("ids", np.arange(20)[:, None], np.arange(20))
-    return pipeline.train_iterator(source, lambda ex, rng: ex, global_batch=4, seed=0, num_threads=1)
 
 
 def _state(v: float):
     return {"params": {"conv1": {"w": jnp.full((2, 2), v), "b": jnp.zeros(2)}}, "step": jnp.int32(v)}
 
 
-def _write_two_steps(workdir):
+def _write_two_steps(workdir, train_iterator):
     ckpts = checkpoints.Checkpoints(workdir)
-    it = _iterator()
+    it = train_iterator()
     for step in (1, 2):
         next(it)
         ckpts.save(step, _state(step), it, {"xla_flags": "x"})
@@ -34,9 +28,9 @@ def _corrupt(step_dir):
             f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 3])
 
 
-def test_restore_round_trips_state_and_iterator_position(tmp_path):
-    third_batch = _write_two_steps(tmp_path)
-    it = _iterator()
+def test_restore_round_trips_state_and_iterator_position(train_iterator, tmp_path):
+    third_batch = _write_two_steps(tmp_path, train_iterator)
+    it = train_iterator()
     state, meta = checkpoints.Checkpoints(tmp_path).restore(_state(0), it)
     np.testing.assert_array_equal(state["params"]["conv1"]["w"], np.full((2, 2), 2.0))
     assert meta == {"xla_flags": "x"}
@@ -44,14 +38,14 @@ def test_restore_round_trips_state_and_iterator_position(tmp_path):
     assert checkpoints.latest(tmp_path)[0] == 2
 
 
-def test_corrupt_latest_step_warns_and_falls_back(tmp_path, caplog):
-    _write_two_steps(tmp_path)
+def test_corrupt_latest_step_warns_and_falls_back(train_iterator, tmp_path, caplog):
+    _write_two_steps(tmp_path, train_iterator)
     _corrupt(tmp_path / "checkpoints" / "2")
     with caplog.at_level(logging.WARNING):
         step, params = checkpoints.latest(tmp_path)
     assert step == 1 and "step 2" in caplog.text
     np.testing.assert_array_equal(params["conv1"]["w"], np.full((2, 2), 1.0))
-    it = _iterator()
+    it = train_iterator()
     ckpts = checkpoints.Checkpoints(tmp_path)
     state, _ = ckpts.restore(_state(0), it)
     ckpts.close()

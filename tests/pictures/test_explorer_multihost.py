@@ -8,10 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, free_port, subprocess_env
 from experiments import explore
 from experiments.configs import explore as explore_config
-from test_explore import _site
 from zfjax.pictures import sprites
 
 LAYERS = ("conv1", "conv3")
@@ -36,7 +34,7 @@ def _assert_same(a, b, where="data"):
 
 
 @pytest.mark.slow
-def test_two_processes_give_the_explorer_of_one(tmp_path):
+def test_two_processes_give_the_explorer_of_one(repo_root, explorer_site, free_port, subprocess_env, tmp_path):
     port = free_port()
     overrides = ["--config.random_init=True", f"--config.layers=({', '.join(repr(x) for x in LAYERS)},)"]
     procs = []
@@ -45,7 +43,7 @@ def test_two_processes_give_the_explorer_of_one(tmp_path):
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "experiments.explore", "--config=experiments/configs/explore.py:tiny",
                  *overrides, f"--workdir={tmp_path / 'two'}", f"--coordinator_address=127.0.0.1:{port}",
-                 "--num_processes=2", f"--process_id={i}", "--verbose"], cwd=ROOT, stdout=log, stderr=log,
+                 "--num_processes=2", f"--process_id={i}", "--verbose"], cwd=repo_root, stdout=log, stderr=log,
                 env=subprocess_env(JAX_NUM_CPU_DEVICES="1")))
     try:
         config = explore_config.get_config("tiny")
@@ -60,7 +58,7 @@ def test_two_processes_give_the_explorer_of_one(tmp_path):
     assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
     for i in range(2):  # each process scanned its half and rendered its share
         assert f"process {i} scanned 20 of the 40 images" in logs[i] and f"process {i} renders 1 of the 2" in logs[i]
-    one, two = _site(tmp_path / "one"), _site(tmp_path / "two")
+    one, two = explorer_site(tmp_path / "one"), explorer_site(tmp_path / "two")
     _assert_same(one[1], two[1], "site")
     assert list(one[2]) == list(LAYERS)
     for layer in LAYERS:

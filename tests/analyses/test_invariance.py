@@ -54,7 +54,7 @@ def test_exact_cases():
 def test_sweep_matches_loop():
     labels = np.array([0, 3, 7])
     values = [-3, 0, 2]
-    layers = [invariance.paper_layer(ARCH, 1), invariance.paper_layer(ARCH, 7)]
+    layers = [ARCH.paper_layer(1), ARCH.paper_layer(7)]
     assert layers == ["pool1", "fc7"]
     sw = invariance.sweep(ARCH, PARAMS, IMAGES, labels, "translate", values, layers=layers, batch_size=2)
     base = forward(IMAGES)
@@ -83,4 +83,4 @@ def test_bad_input():
     with pytest.raises(ValueError, match="not in"):
         invariance.sweep(ARCH, PARAMS, IMAGES, [0, 1, 2], "scale", [1.0], layers=["conv9"])
     with pytest.raises(ValueError, match="layers 1..7"):
-        invariance.paper_layer(ARCH, 8)
+        ARCH.paper_layer(8)

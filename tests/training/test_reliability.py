@@ -12,10 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import ROOT, subprocess_env
 from experiments import import_weights
-from test_checkpoints import _iterator
-from test_train import tiny_config
 from zfjax.network import models, weights
 from zfjax.training import checkpoints, metrics, train
 
@@ -46,23 +43,23 @@ def test_import_weights_from_safetensors_and_pth_is_what_latest_returns(tmp_path
         import_weights.import_weights(tmp_path / "w.safetensors", tmp_path / "safetensors", "small")
 
 
-def test_import_weights_command_line(tmp_path):
+def test_import_weights_command_line(repo_root, subprocess_env, tmp_path):
     params = _params()
     weights.save(params, tmp_path / "w.safetensors", SMALL)
     done = subprocess.run([sys.executable, "-m", "experiments.import_weights", f"--weights={tmp_path}/w.safetensors",
-                           f"--workdir={tmp_path}/run", "--arch=small", "--step=7"], cwd=ROOT, env=subprocess_env(),
-                          capture_output=True, text=True, timeout=120)
+                           f"--workdir={tmp_path}/run", "--arch=small", "--step=7"], cwd=repo_root,
+                          env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     step, got = checkpoints.latest(tmp_path / "run")
     assert step == 7
     _assert_params_equal(got, params)
 
 
-def test_second_run_refuses_the_workdir_until_the_holder_dies(tmp_path):
+def test_second_run_refuses_the_workdir_until_the_holder_dies(repo_root, subprocess_env, tiny_config, tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from zfjax import checkpoints\n"
          "with checkpoints.lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(300)", str(tmp_path)],
-        cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE, text=True)
+        cwd=repo_root, env=subprocess_env(), stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(checkpoints.WorkdirError, match=rf"in use by another run \(pid {holder.pid} on "):
@@ -83,7 +80,7 @@ def _written(workdir):
     return sorted(p.name for p in workdir.iterdir() if not p.name.startswith(".lock")) if workdir.is_dir() else []
 
 
-def test_uncreatable_or_unwritable_workdir_fails_before_training(tmp_path, monkeypatch):
+def test_uncreatable_or_unwritable_workdir_fails_before_training(tiny_config, tmp_path, monkeypatch):
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(checkpoints.WorkdirError, match="cannot create workdir"):
         train.train_and_evaluate(tiny_config(), tmp_path / "file" / "run")
@@ -97,7 +94,7 @@ def test_uncreatable_or_unwritable_workdir_fails_before_training(tmp_path, monke
     assert _written(tmp_path / "run") == []
 
 
-def test_too_little_free_space_fails_before_training(tmp_path, monkeypatch):
+def test_too_little_free_space_fails_before_training(tiny_config, tmp_path, monkeypatch):
     c = tiny_config()
     data = train.load_data(c)
     arch = train.build_arch(c, data)
@@ -118,9 +115,9 @@ def _random_state(v: int):
     return {"params": {"conv1": {"w": jnp.asarray(w), "b": jnp.zeros(2)}}, "step": jnp.int32(v)}
 
 
-def test_truncated_latest_checkpoint_warns_and_falls_back(tmp_path, caplog):
+def test_truncated_latest_checkpoint_warns_and_falls_back(train_iterator, tmp_path, caplog):
     ckpts = checkpoints.Checkpoints(tmp_path)
-    it = _iterator()
+    it = train_iterator()
     for step in (1, 2):
         next(it)
         ckpts.save(step, _random_state(step), it, {})
@@ -135,23 +132,23 @@ def test_truncated_latest_checkpoint_warns_and_falls_back(tmp_path, caplog):
     assert step == 1 and "step 2" in caplog.text
     np.testing.assert_array_equal(params["conv1"]["w"], want)
     ckpts = checkpoints.Checkpoints(tmp_path)
-    state, _ = ckpts.restore(_random_state(0), _iterator())
-    ckpts.save(2, _random_state(5), _iterator(), {})  # the step can be written again
+    state, _ = ckpts.restore(_random_state(0), train_iterator())
+    ckpts.save(2, _random_state(5), train_iterator(), {})  # the step can be written again
     ckpts.close()
     np.testing.assert_array_equal(state["params"]["conv1"]["w"], want)
     assert [p.name.split("-")[0] for p in (tmp_path / checkpoints.UNREADABLE).iterdir()] == ["2"]  # kept aside
     assert checkpoints.latest(tmp_path)[0] == 2
 
 
-def test_checkpoint_of_another_network_raises_naming_the_array_and_is_kept(tmp_path):
+def test_checkpoint_of_another_network_raises_naming_the_array_and_is_kept(train_iterator, tmp_path):
     ckpts = checkpoints.Checkpoints(tmp_path)
-    ckpts.save(1, _random_state(1), _iterator(), {})
+    ckpts.save(1, _random_state(1), train_iterator(), {})
     ckpts.close()
     other = {"params": {"conv1": {"w": jnp.zeros((128, 256)), "b": jnp.zeros(2)}}, "step": jnp.int32(0)}
     ckpts = checkpoints.Checkpoints(tmp_path)
     with pytest.raises(ValueError, match=r"params/conv1/w has shape \(256, 256\) in the checkpoint and shape "
                                          r"\(128, 256\) in this run"):
-        ckpts.restore(other, _iterator())
+        ckpts.restore(other, train_iterator())
     ckpts.close()
     assert checkpoints.latest(tmp_path)[0] == 1  # not deleted
 

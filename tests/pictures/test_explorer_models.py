@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-import flax_net
+from tests import flax_net
 from experiments import explore, subject
 from experiments.configs import explore as explore_config
 from zfjax import deconv
@@ -15,27 +15,28 @@ from zfjax.analyses import topk
 from zfjax.data import fashion_mnist
 from zfjax.deconv import projection
 from zfjax.pictures import explorer, plots, sprites
-from conftest import reference_tile
-from test_explore import _column, _sheet_tile, _site
 
 
-def _check_unit(folder, data, record, project, x, hw):
-    """The unit's deconvnet tiles on the sheets equal `project(image, channel, position)` cut, stretched, 8-bit,
-    shrunk like the sheet's tiles."""
-    side = max(data["tile"])
-    for j, t in enumerate(record["top"]):
-        p = np.asarray(project(x[t["image"]][None], record["unit"], np.array([t["h"], t["w"]])))[0]
-        assert p.shape[:2] == hw
-        want = sprites.pixels(plots.normalize_projection(reference_tile(p, t["window"], 0.0)), side)
-        got = _sheet_tile(folder, data, record, _column(data, "deconvnet", j))
-        assert got.shape == want.shape and np.abs(got.astype(int) - want).max() <= 1, (record["unit"], j)
+@pytest.fixture
+def check_unit(reference_tile, sheet_tile, tile_column):
+    """``check_unit(folder, layer_data, record, project, x, hw)``: the unit's deconvnet tiles on the sheets equal
+    `project(image, channel, position)` cut, stretched, 8-bit, shrunk like the sheet's tiles."""
+    def check(folder, data, record, project, x, hw):
+        side = max(data["tile"])
+        for j, t in enumerate(record["top"]):
+            p = np.asarray(project(x[t["image"]][None], record["unit"], np.array([t["h"], t["w"]])))[0]
+            assert p.shape[:2] == hw
+            want = sprites.pixels(plots.normalize_projection(reference_tile(p, t["window"], 0.0)), side)
+            got = sheet_tile(folder, data, record, tile_column(data, "deconvnet", j))
+            assert got.shape == want.shape and np.abs(got.astype(int) - want).max() <= 1, (record["unit"], j)
+    return check
 
 
-def test_a_users_flax_model(tmp_path):
+def test_a_users_flax_model(check_unit, explorer_site, tmp_path):
     config = explore_config.get_config("tiny")
-    config.model = "flax_net:network"
+    config.model = "tests.flax_net:network"
     explore.run(config, tmp_path)
-    folder, site, layers = _site(tmp_path)
+    folder, site, layers = explorer_site(tmp_path)
     assert list(layers) == ["conv_a", "conv_b"] and site["classes"] == list(fashion_mnist.CLASSES)
     net = flax_net.network()
     images, labels = fashion_mnist.load("test")
@@ -58,7 +59,7 @@ def test_a_users_flax_model(tmp_path):
         project = functools.partial(_project_fn, fn, net.variables)
         live = [u for u in units if not u["dead"]]
         for record in (live[0], live[-1]):
-            _check_unit(folder, layers[layer], record, project, x, (28, 28))
+            check_unit(folder, layers[layer], record, project, x, (28, 28))
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -69,7 +70,7 @@ def _project_fn(fn, variables, image, channel, position):
 _project = jax.jit(deconv.project, static_argnames=("arch", "layer"))
 
 
-def test_zfnet_on_imagenet_mock_data(tmp_path):
+def test_zfnet_on_imagenet_mock_data(check_unit, explorer_site, tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
     config = explore_config.get_config("zfnet")
     small = {name: {"features": 8} for name in ("conv1", "conv2", "conv3", "conv4", "conv5")}
@@ -81,7 +82,7 @@ def test_zfnet_on_imagenet_mock_data(tmp_path):
         studied = subject.load(config)
         x, _ = subject.images(studied, studied.data.eval)(np.arange(len(studied.data.eval)))
         net = studied.built
-    folder, site, layers = _site(tmp_path / "explore")
+    folder, site, layers = explorer_site(tmp_path / "explore")
     assert [layer["name"] for layer in site["layers"]] == ["conv1", "conv2", "conv3", "conv4", "conv5"]
     assert site["images"] == 8 and len(site["classes"]) >= 2 and site["classes"][:2] == ["tench", "goldfish"]
     assert {n: len(d["units"]) for n, d in layers.items()} == dict.fromkeys(layers, 8)
@@ -91,6 +92,6 @@ def test_zfnet_on_imagenet_mock_data(tmp_path):
         assert [t["image"] for t in record["top"]] == top.image[c].tolist()
         np.testing.assert_allclose([t["value"] for t in record["top"]], top.values[c], rtol=1e-4, atol=1e-5)
     record = next(u for u in layers["conv5"]["units"] if not u["dead"])
-    _check_unit(folder, layers["conv5"], record,
+    check_unit(folder, layers["conv5"], record,
                 lambda image, c, p: _project(net.arch, net.params, image, "conv5", c, position=p), x, (64, 64))
     assert explorer.read_data(folder / "data" / "site.js")["k"] == 8  # 8 images: the top 8

@@ -1,4 +1,5 @@
-"""zfjax.deconv.transform.apply_rule / rule_sites on any JAX function: the forms of ReLU and pooling it finds, exact forward
+"""zfjax.deconv.transform.apply_rule / rule_sites on any JAX function: the forms of ReLU and pooling it finds, exact
+forward
 values, composition with jit/vmap/grad/sub-jaxprs, and bad input. Exactness against Captum: test_project_fn.py."""
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import pytest
 import torch
 from jax import lax
 
-from conftest import subprocess_env
 from zfjax import deconv
 from zfjax.deconv import rules, transform
 from zfjax.network import adapters, models
@@ -25,7 +25,8 @@ W = 0.5 * jax.random.normal(jax.random.key(1), (3, 3, 3, 4))
 
 
 def _conv(x, w=W, stride=1):
-    return lax.conv_general_dilated(x, w, (stride, stride), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return lax.conv_general_dilated(x, w, (stride, stride), ((1, 1), (1, 1)),
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
 RELU_FORMS = {
@@ -238,7 +239,7 @@ SHARDED = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_projections_of_a_sharded_batch_equal_the_unsharded(tmp_path):
+def test_projections_of_a_sharded_batch_equal_the_unsharded(subprocess_env, tmp_path):
     env = subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=8")
     out = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]

@@ -7,8 +7,6 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT, free_port, subprocess_env
-from test_train import tiny_config
 from zfjax.training import checkpoints, metrics, train
 
 # 64 training images in global batches of 32: 2 steps, checkpointed and evaluated (64 test images) at the end.
@@ -16,23 +14,27 @@ OVERRIDES = {"train_subset": 64, "eval_subset": 64, "eval_batch_size": 32, "num_
 TIMEOUT_S = 300  # a process whose peer died aborts (SIGABRT) or hangs in a collective: never wait forever
 
 
-def _start_two_processes(workdir, log_dir) -> list[subprocess.Popen]:
-    """Start train_imagenet as processes 0 and 1 of one job (logs in `log_dir`)."""
-    port = free_port()
-    flags = [f"--config.{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in OVERRIDES.items()]
-    procs = []
-    for i in range(2):
-        with open(log_dir / f"process_{i}.log", "wb") as log:  # a file, not a pipe: a full pipe would block
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "experiments.train_imagenet", "--config=experiments/configs/tiny.py",
-                 f"--workdir={workdir}", *flags, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-                 f"--process_id={i}"], cwd=ROOT, stdout=log, stderr=log, env=subprocess_env(JAX_NUM_CPU_DEVICES="1")))
-    return procs
+@pytest.fixture
+def start_two_processes(repo_root, free_port, subprocess_env):
+    """``start_two_processes(workdir, log_dir)``: train_imagenet as processes 0 and 1 of one job (logs in `log_dir`)."""
+    def start(workdir, log_dir) -> list[subprocess.Popen]:
+        port = free_port()
+        flags = [f"--config.{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in OVERRIDES.items()]
+        procs = []
+        for i in range(2):
+            with open(log_dir / f"process_{i}.log", "wb") as log:  # a file, not a pipe: a full pipe would block
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "experiments.train_imagenet", "--config=experiments/configs/tiny.py",
+                     f"--workdir={workdir}", *flags, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+                     f"--process_id={i}"], cwd=repo_root, stdout=log, stderr=log,
+                    env=subprocess_env(JAX_NUM_CPU_DEVICES="1")))
+        return procs
+    return start
 
 
 @pytest.mark.slow
-def test_two_processes_train_to_the_one_process_params(tmp_path):
-    procs = _start_two_processes(tmp_path / "two", tmp_path)
+def test_two_processes_train_to_the_one_process_params(start_two_processes, tiny_config, tmp_path):
+    procs = start_two_processes(tmp_path / "two", tmp_path)
     try:
         one = train.train_and_evaluate(tiny_config(**OVERRIDES), tmp_path / "one")  # meanwhile here, on 1 device
         codes = [p.wait(timeout=TIMEOUT_S) for p in procs]

@@ -8,7 +8,7 @@ import tensorflow_datasets as tfds
 
 from experiments import voc
 from experiments.configs import voc as voc_config
-from zfjax.analyses import transfer
+from zfjax.analyses import probe
 
 
 def test_average_precision_equals_hand_computation():
@@ -16,12 +16,12 @@ def test_average_precision_equals_hand_computation():
     scores = np.array([[0.9, 0.2, 0.3], [0.8, 0.9, 0.1], [0.7, 0.1, 0.5], [0.1, 0.5, 0.2]])
     # class 0 ranked: + - + -  -> precisions at the hits 1/1, 2/3; class 1 ranked: + - - +  -> 1/1, 2/4.
     expected = [(1 + 2 / 3) / 2, (1 + 2 / 4) / 2]
-    ap = transfer.average_precision(labels, scores)
+    ap = probe.average_precision(labels, scores)
     np.testing.assert_allclose(ap[:2], expected)
     assert np.isnan(ap[2])  # no positive example: undefined, left out of the mean
-    assert transfer.mean_ap(ap) == pytest.approx(np.mean(expected))
+    assert probe.mean_ap(ap) == pytest.approx(np.mean(expected))
     with pytest.raises(ValueError, match="both be"):
-        transfer.average_precision(labels, scores[:, :2])
+        probe.average_precision(labels, scores[:, :2])
 
 
 def test_one_vs_all_equals_independent_sklearn_logistic_regressions():
@@ -30,8 +30,8 @@ def test_one_vs_all_equals_independent_sklearn_logistic_regressions():
     x = rng.normal(size=(50, 4)).astype(np.float32) * [1, 5, 0.2, 3] + 2
     y = (x @ rng.normal(size=(4, 3)) + rng.normal(size=(50, 3)) > 0).astype(np.int32)
     l2 = 0.1
-    head = transfer.fit_linear(x, y, loss="sigmoid", l2=l2, steps=200)
-    mean, std = transfer.standardization(x)
+    head = probe.fit_linear(x, y, loss="sigmoid", l2=l2, steps=200)
+    mean, std = probe.standardization(x)
     for c in range(3):
         ref = LogisticRegression(C=1 / (l2 * len(x)), tol=1e-10, max_iter=10000).fit((x - mean) / std, y[:, c])
         np.testing.assert_allclose(1 / (1 + np.exp(-head.logits(x)[:, c])),

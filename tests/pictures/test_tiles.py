@@ -1,9 +1,9 @@
-"""zfjax.pictures.tiles (tiles of projected units, filter spectra) and zfjax.pictures.plots's mosaics, on a narrow small net."""
+"""zfjax.pictures.tiles (tiles of projected units, filter spectra) and zfjax.pictures.plots's mosaics, on a narrow
+small net."""
 import jax
 import numpy as np
 import pytest
 
-from conftest import reference_tile
 from zfjax import deconv, network
 from zfjax.analyses import spectrum, topk
 from zfjax.network import models
@@ -25,7 +25,7 @@ def net():
 
 
 @pytest.mark.parametrize("layer", ["conv3"])
-def test_top_tiles_equal_deconv_project_of_the_same_unit(net, layer):
+def test_top_tiles_equal_deconv_project_of_the_same_unit(reference_tile, net, layer):
     arch, params, x, n = net
     top = topk.scan(arch, params, [x[:6], x[6:]], layer=layer, k=3)
     channels = np.array([0, 3, 7])
@@ -79,7 +79,7 @@ def test_project_units_chunks_agree_and_reject_bad_units(net):
         tiles.project_units(n, "conv2", x[:2], [0], [[0, 0]])
 
 
-def test_crop_pads_outside_and_rejects_mixed_sizes():
+def test_crop_pads_outside_and_rejects_mixed_sizes(reference_tile):
     img = np.arange(2 * 5 * 5).reshape(2, 5, 5, 1).astype(np.float32)
     cut = np.array([[-1, 2, 3, 6], [1, 4, 0, 3]])
     got = tiles.crop(img, cut, fill=-7)

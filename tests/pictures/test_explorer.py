@@ -6,25 +6,22 @@ Screenshots of the page are kept in ``artifacts/explorer/`` (git-ignored) and in
 """
 import collections
 import json
-import pathlib
 import re
 
 import jax
 import numpy as np
 import pytest
 
-import browser
-from conftest import ROOT, reference_tile
+from tests.pictures import browser
 from experiments import demo, explore, subject
 from experiments.configs import explore as explore_config
 from zfjax import deconv
 from zfjax.analyses import topk
 from zfjax.data import pipeline
 from zfjax.network import models
-from zfjax.pictures import explorer, plots, sprites, tiles
+from zfjax.pictures import plots, sprites, tiles
 from zfjax.network.receptive_field import receptive_field
 
-ARTIFACTS = ROOT / "artifacts" / "explorer"
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 _project = jax.jit(deconv.project, static_argnames=("arch", "layer", "rule"))  # uncropped; unit traced
 
@@ -44,16 +41,7 @@ def built(tmp_path_factory):
             "display": display, "labels": labels}
 
 
-def _site(workdir: pathlib.Path) -> tuple[pathlib.Path, dict, dict]:
-    """(asset folder, site data, layer name -> layer data) of the explorer the index names."""
-    folders = re.findall(r'src="(site-[0-9a-f]+)/explorer.js"', (workdir / "index.html").read_text())
-    assert len(folders) == 1
-    folder = workdir / folders[0]
-    site = explorer.read_data(folder / "data" / "site.js")
-    return folder, site, {layer["name"]: explorer.read_data(folder / layer["data"]) for layer in site["layers"]}
-
-
-def _reference_tiles(b: dict, layer: str, record: dict) -> dict[tuple[str, int], np.ndarray]:
+def _reference_tiles(b: dict, layer: str, record: dict, reference_tile) -> dict[tuple[str, int], np.ndarray]:
     """(kind, rank) -> the unit's tile as the page should show it, from deconv.project of the same unit:
     projections cut to the window, stretched around 0, 8-bit; patches the image cut (grey outside)."""
     arch, params = b["net"].arch, b["net"].params
@@ -69,21 +57,11 @@ def _reference_tiles(b: dict, layer: str, record: dict) -> dict[tuple[str, int],
     return out
 
 
-def _sheet_tile(folder: pathlib.Path, data: dict, record: dict, column: int) -> np.ndarray:
-    sheet = sprites.load(folder / data["sheets"][record["sheet"]]["file"])
-    return sprites.tile(sheet, record["row"], column, tuple(data["tile"]), data["gap"])
-
-
-def _column(data: dict, kind: str, rank: int) -> int:
-    return data["columns"]["deconvnet" if kind == "deconvnet" else kind] + (rank if kind in ("deconvnet", "patch")
-                                                                            else 0)
-
-
-def test_demo_links_the_explorer_of_every_conv_unit(built):
+def test_demo_links_the_explorer_of_every_conv_unit(explorer_site, built):
     index = (built["demo"] / "index.html").read_text()
     assert "<a href='explore/index.html'><img src='explore/preview.png'" in index
     assert (built["dir"] / "preview.png").stat().st_size > 1000
-    _, site, layers = _site(built["dir"])
+    _, site, layers = explorer_site(built["dir"])
     arch = built["net"].arch
     assert [layer["name"] for layer in site["layers"]] == list(LAYERS)
     assert {n: len(d["units"]) for n, d in layers.items()} == {n: arch.shapes()[n][2] for n in LAYERS}
@@ -92,10 +70,10 @@ def test_demo_links_the_explorer_of_every_conv_unit(built):
     assert sum(r["units"] for r in results["layers"].values()) == 72
 
 
-def test_unit_data_equals_topk_scan_and_the_activations(built):
+def test_unit_data_equals_topk_scan_and_the_activations(explorer_site, built):
     """Every unit's top 9, labels, statistics and class histogram, against topk.scan and numpy."""
     arch, params, x, labels = built["net"].arch, built["net"].params, built["x"], built["labels"]
-    _, site, layers = _site(built["dir"])
+    _, site, layers = explorer_site(built["dir"])
     acts = models.apply(arch, params, x).acts
     for layer in LAYERS:
         top = topk.scan(arch, params, [x[:16], x[16:]], layer=layer, k=site["histogram_k"])
@@ -121,18 +99,18 @@ def test_unit_data_equals_topk_scan_and_the_activations(built):
             assert record["selectivity"] == pytest.approx(share, rel=1e-5)
 
 
-def test_sheets_hold_deconv_project_of_the_same_units(built):
+def test_sheets_hold_deconv_project_of_the_same_units(reference_tile, tile_column, sheet_tile, explorer_site, built):
     """For two units of every layer: the 9 projections, 9 patches and the top image's three rules, decoded from
     the sprite sheets at the coordinates the data file gives, equal deconv.project rendered the same way."""
-    folder, _, layers = _site(built["dir"])
+    folder, _, layers = explorer_site(built["dir"])
     for layer in LAYERS:
         data = layers[layer]
         live = [u for u in data["units"] if not u["dead"]]
         for record in (live[0], live[-1]):
-            want = _reference_tiles(built, layer, record)
+            want = _reference_tiles(built, layer, record, reference_tile)
             assert len(want) == 9 + 9 + 2
             for (kind, rank), tile in want.items():
-                got = _sheet_tile(folder, data, record, _column(data, kind, rank))
+                got = sheet_tile(folder, data, record, tile_column(data, kind, rank))
                 assert got.shape == tile.shape
                 assert np.abs(got.astype(int) - tile).max() <= 1, (layer, record["unit"], kind, rank)
             assert np.ptp(want[("deconvnet", 0)]) > 0  # a real projection, not a flat tile
@@ -141,11 +119,11 @@ def test_sheets_hold_deconv_project_of_the_same_units(built):
         for record in data["units"]:  # the overview's tile of a unit is its strongest projection
             u = record["unit"]
             np.testing.assert_array_equal(sprites.tile(overview, u // columns, u % columns, tuple(data["tile"])),
-                                          _sheet_tile(folder, data, record, 0))
+                                          sheet_tile(folder, data, record, 0))
 
 
-def test_every_file_the_page_names_exists(built):
-    folder, site, layers = _site(built["dir"])
+def test_every_file_the_page_names_exists(explorer_site, built):
+    folder, site, layers = explorer_site(built["dir"])
     index = (built["dir"] / "index.html").read_text()
     for ref in re.findall(r'(?:src|href)="([^"#]+)"', index):
         assert (built["dir"] / ref).is_file(), ref
@@ -171,18 +149,22 @@ def _view(page) -> tuple:
 
 
 def _await_view(page, hash_: str, view: str) -> None:
+    """Wait until the page shows what `hash_` names (the view follows the hash on its hashchange event)."""
+    layer, _, unit = hash_[1:].partition("/")
+    section = "document.querySelector('section:not([hidden])')"
     page.wait_for(f"location.hash === {json.dumps(hash_)} && document.body.dataset.view === {json.dumps(view)} && "
-                  f"document.querySelector('section:not([hidden])')?.dataset.layer === "
-                  f"{json.dumps(hash_[1:].split('/')[0])}")
+                  f"{section}?.dataset.layer === {json.dumps(layer)} && "
+                  f"({section}?.dataset.unit ?? null) === {json.dumps(unit or None)}")
 
 
-def test_the_page_in_headless_chromium(built, tmp_path):
+def test_the_page_in_headless_chromium(reference_tile, repo_root, tile_column, sheet_tile, explorer_site, built,
+                                      tmp_path):
     """Overview of every layer (one element per unit, dead ones marked), a unit page reached by a click showing
     the sheets' tiles at the data's coordinates (which equal deconv.project), keyboard, typed unit number, URL
     fragment, sorting by selectivity; no request fails, no script error, first paint under a second."""
-    folder, site, layers = _site(built["dir"])
+    folder, site, layers = explorer_site(built["dir"])
     url = (built["dir"] / "index.html").resolve().as_uri()
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    repo_root / "artifacts" / "explorer".mkdir(parents=True, exist_ok=True)
     with browser.Page() as page:
         page.open(url)
         page.wait_for("document.body.dataset.view === 'overview'")
@@ -202,7 +184,7 @@ def test_the_page_in_headless_chromium(built, tmp_path):
                 assert (t["layer"], t["kind"], t["sheet"]) == (layer, "overview", data["overview"]["file"])
                 assert (t["x"], t["y"]) == ((u % columns) * (w + 1), (u // columns) * (h + 1))
                 assert t["image"].endswith(f'{folder.name}/{data["overview"]["file"]}")')
-        page.screenshot(ARTIFACTS / "overview.png")
+        page.screenshot(repo_root / "artifacts" / "explorer" / "overview.png")
 
         page.click('.layer-tab[data-layer="conv2"]')
         _await_view(page, "#conv2", "overview")
@@ -212,20 +194,20 @@ def test_the_page_in_headless_chromium(built, tmp_path):
         shown = _tiles_shown(page)
         assert sorted(collections.Counter(t["kind"] for t in shown).items()) == [
             ("deconvnet", 9), ("patch", 9), ("rule", 3)]
-        want = _reference_tiles(built, "conv2", record)
+        want = _reference_tiles(built, "conv2", record, reference_tile)
         sheet = data["sheets"][record["sheet"]]["file"]
         zoom = shown[0]["width"] / data["tile"][1]
         for t in shown:
             assert (t["layer"], t["unit"], t["sheet"]) == ("conv2", "3", sheet)
             kind, rank = (t["rule"], 0) if t["kind"] == "rule" else (t["kind"], int(t["rank"]))
-            column = _column(data, kind, rank)
+            column = tile_column(data, kind, rank)
             assert (t["x"], t["y"]) == (column * (data["tile"][1] + 1), record["row"] * (data["tile"][0] + 1))
             assert t["position"] == f"{-t['x'] * zoom:g}px {-t['y'] * zoom:g}px"
-            got = _sheet_tile(folder, data, record, column)
+            got = sheet_tile(folder, data, record, column)
             assert np.abs(got.astype(int) - want[(kind, rank)]).max() <= 1, (kind, rank)
         text = page.evaluate("document.getElementById('unit').innerText")
         assert site["classes"][record["top"][0]["label"]] in text and f"{record['top'][0]['value']}" in text
-        page.screenshot(ARTIFACTS / "unit.png")
+        page.screenshot(repo_root / "artifacts" / "explorer" / "unit.png")
         page.screenshot(tmp_path / "unit.png")
 
         for key, hash_, view in (("ArrowRight", "#conv2/4", "unit"), ("ArrowLeft", "#conv2/3", "unit"),
@@ -270,14 +252,14 @@ def test_the_browser_check_sees_failed_requests_and_script_errors(tmp_path):
         assert any("boom" in e for e in page.errors())
 
 
-def test_rerun_replaces_the_site_and_a_failed_one_leaves_it(built, tmp_path, monkeypatch):
+def test_rerun_replaces_the_site_and_a_failed_one_leaves_it(explorer_site, built, tmp_path, monkeypatch):
     config = built["config"].copy_and_resolve_references()
     config.layers = ("conv1",)
     explore.run(config, tmp_path)
-    first, _, layers = _site(tmp_path)
+    first, _, layers = explorer_site(tmp_path)
     config.layers = ("conv2",)
     explore.run(config, tmp_path)
-    second, _, layers = _site(tmp_path)
+    second, _, layers = explorer_site(tmp_path)
     assert list(layers) == ["conv2"] and second != first and not first.exists()
     assert [p.name for p in tmp_path.glob("site-*")] == [second.name]
     before = (tmp_path / "index.html").read_text()
@@ -289,7 +271,7 @@ def test_rerun_replaces_the_site_and_a_failed_one_leaves_it(built, tmp_path, mon
     with pytest.raises(OSError, match="disk full"):
         explore.run(config, tmp_path)
     assert (tmp_path / "index.html").read_text() == before
-    assert _site(tmp_path)[0] == second and list(_site(tmp_path)[2]) == ["conv2"]
+    assert explorer_site(tmp_path)[0] == second and list(explorer_site(tmp_path)[2]) == ["conv2"]
     assert not list(tmp_path.glob(".site-*"))
 
 

@@ -1,5 +1,6 @@
 """Receptive fields and cones of any function, from its jaxpr: receptive_field.Field against the gradient support
-(brute force) of positive linear twins, and the cropped projection (zfjax.deconv.cone) against the whole VJP on the shapes
+(brute force) of positive linear twins, and the cropped projection (zfjax.deconv.cone) against the whole VJP on the
+shapes
 that make windows hard: strides, dilation, padding, residual paths, slices, concatenation, groups; and the
 functions whose cone cannot be proved, which fall back to the whole VJP."""
 from __future__ import annotations
