@@ -22,10 +22,11 @@ from zfjax.pictures import pages, plots
 HERE = pathlib.Path(__file__).resolve().parent
 TARGETS = {"deconv_layer": 15.0, "deconv_units32": 12.0, "deconv_batch": 6.0, "occlusion_p48_s16": 8.0,
            "occlusion_p32_s8": 8.0, "topk_scan": 3.0, "train_step": 1.8, "train_step_small": 1.1,
-           "cold_start": 1 / 1.5}
+           "cold_start": 1 / 1.5, "any_model_units32": 4.0}
 RUNS = [("deconv", ["--mode", "layer", "--count", "256"]), ("deconv", ["--mode", "units"]),
         ("deconv", ["--mode", "batch"]), ("occlusion", ["--patch", "48", "--stride", "16"]),
-        ("occlusion", ["--patch", "32", "--stride", "8"]), ("topk_scan", []), ("train_step", []), ("cold_start", [])]
+        ("occlusion", ["--patch", "32", "--stride", "8"]), ("topk_scan", []), ("train_step", []), ("cold_start", []),
+        ("any_model", [])]
 
 
 def run(module: str, args: list[str]) -> dict:

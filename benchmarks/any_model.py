@@ -9,14 +9,15 @@ report (see `benchmarks.common.report`).
 """
 from __future__ import annotations
 
-import warnings
+import functools
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import common
+from benchmarks import common, roofline
+from benchmarks import deconv as bench_deconv
 from zfjax import deconv
 from zfjax.network import adapters
 
@@ -42,7 +43,7 @@ class Vgg11Convs(nn.Module):
 
 
 def torch_twin(params):
-    """The same conv stack in torch (NCHW, nn.ReLU modules for Captum), its ReLUs by conv name."""
+    """The same conv stack in torch (NCHW, nn.ReLU modules for Captum); the index of each conv's ReLU in it."""
     torch = common.setup_torch()
     mods, relus, cin = [], {}, 3
     for layer in VGG11:
@@ -53,30 +54,48 @@ def torch_twin(params):
         conv = torch.nn.Conv2d(cin, features, 3, padding=1)
         conv.weight.data = torch.tensor(np.asarray(params[name]["kernel"]).transpose(3, 2, 0, 1))
         conv.bias.data = torch.tensor(np.asarray(params[name]["bias"]))
-        relus[name] = torch.nn.ReLU()
-        mods += [conv, relus[name]]
+        mods += [conv, torch.nn.ReLU()]
+        relus[name] = len(mods) - 1
         cin = features
     return torch.nn.Sequential(*mods).eval(), relus
 
 
-def captum_units(net, relu, x, channels) -> np.ndarray:
-    """Each channel's strongest unit of the one image `x` (1, C, H, W), one Captum call per unit, (U, H, W, C)."""
-    torch = common.setup_torch()
-    from captum.attr import NeuronDeconvolution
-    warnings.filterwarnings("ignore", message="Setting backward hooks")
-    attr = NeuronDeconvolution(net, relu)
-    with torch.no_grad():
-        acts = net(x)[0]  # the net ends at the projected layer's ReLU
-    out = []
-    for c in channels:
-        h, w = divmod(int(acts[c].argmax()), acts.shape[2])
-        grad = attr.attribute(x.clone().requires_grad_(True), neuron_selector=(c, h, w))
-        out.append(grad[0].permute(1, 2, 0).numpy() * float(acts[c, h, w]))
-    return np.stack(out)
+def reference_forms(net, relu: int, x, count: int) -> dict[str, functools.partial]:
+    """Captum's candidate forms on the twin (which ends at the projected ReLU, module `relu`): NCHW or
+    channels-last, one call per unit or per `bench_deconv.COPIES` copies of the image."""
+    forms = {}
+    for name, (m, xx) in {"twin": (net, x), "twin, channels-last": (common.channels_last(net),
+                                                                   common.channels_last(x))}.items():
+        units = functools.partial(bench_deconv.captum_units, m, xx, range(count), relu=m[relu], maps=m)
+        forms[f"{name}, one call per unit"] = units
+        forms[f"{name}, {bench_deconv.COPIES} copies per call"] = functools.partial(units, copies=bench_deconv.COPIES)
+    return forms
+
+
+def arithmetic(size: int, count: int, layer: str = "conv5_2") -> float:
+    """GFLOP the work needs: the forward to `layer` once, and each unit's transposed convs over its receptive-field
+    cone (the window of the conv's output a unit of `layer` reads; the whole map when that is smaller)."""
+    convs, side, cin = [], size, 3  # (output side, multiply-adds per output position) per conv, forward order
+    for item in VGG11[:VGG11.index(next(v for v in VGG11 if v != "pool" and v[0] == layer)) + 1]:
+        if item == "pool":
+            convs.append(("pool", side))
+            side //= 2
+        else:
+            convs.append((side, 9 * cin * item[1]))
+            cin = item[1]
+    forward = sum(s * s * per for s, per in convs if s != "pool")
+    cone, window = 0, 1
+    for s, per in reversed(convs):
+        if s == "pool":
+            window = min(2 * window, per)
+        else:
+            cone += window * window * per
+            window = min(window + 2, s)
+    return roofline.gflop(forward + count * min(cone, forward))
 
 
 def bench(count: int, rounds: int, size: int = 224, crop="auto", layer: str = "conv5_2") -> dict:
-    """Check agreement, warm up, ABAB."""
+    """Pick the reference's fastest form, check agreement, warm up, ABAB."""
     model = Vgg11Convs()
     x = jax.random.uniform(jax.random.key(1), (1, size, size, 3), minval=-1.0, maxval=1.0)
     variables = model.init(jax.random.key(0), x)
@@ -87,14 +106,14 @@ def bench(count: int, rounds: int, size: int = 224, crop="auto", layer: str = "c
                             in_axes=(None, None, 0)))
     channels = jnp.arange(count)
     ours = lambda: jax.block_until_ready(user(variables, x, channels))  # noqa: E731
-    net, relus = torch_twin(variables["params"])
-    xt = common.to_nchw(x)
-    reference = lambda: captum_units(net, relus[layer], xt, range(count))  # noqa: E731
     compile_s = common.warm(ours)
-    err = common.max_rel_err(ours(), reference())
-    a, b = common.abab(ours, reference, rounds)
-    return common.report("any_model_units32", a, b, err <= 1e-4, compile_s=compile_s, err=err, count=count,
-                         size=size, crop=str(crop))
+    out = np.asarray(ours())
+    net, relus = torch_twin(variables["params"])
+    ref = common.fastest(reference_forms(net, relus[layer], common.to_nchw(x), count), out, bench_deconv.TOL)
+    timing = common.abab(ours, ref.fn, rounds)
+    return common.report("any_model_units32", timing, ref.err <= bench_deconv.TOL, compile_s=compile_s, err=ref.err,
+                         gflop=arithmetic(size, count, layer), count=count, size=size, crop=str(crop),
+                         reference_form=ref.name, reference_forms=ref.seconds)
 
 
 def main() -> None:

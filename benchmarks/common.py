@@ -58,15 +58,32 @@ def setup_torch():
     return torch
 
 
-def torch_net(arch: models.Arch, params: models.Params):
-    """The zfjax network as an efficient NCHW torch module with the same weights, for Captum.
+def torch_net(arch: models.Arch, params: models.Params, *, upto: str | None = None, lcn_backward: str = "gradient"):
+    """The zfjax network as an efficient NCHW torch module with the same weights, for Captum and the tests.
 
     Uses `nn.ReLU` modules (Captum's deconvolution and guided backprop hook them), ceil-mode `nn.MaxPool2d` and
     `nn.LocalResponseNorm(n, alpha * n, beta, k)` (torch divides alpha by n). The first fc layer flattens NCHW,
-    so its weight comes through `weights.to_torch`, which permutes the rows.
+    so its weight comes through `weights.to_torch`, which permutes the rows. `upto` (a conv or pool layer) cuts the
+    net after that layer (a conv's ReLU, a pool's LRN); `lcn_backward="identity"` gives LRN the identity backward
+    (zfjax.deconv's ``lcn_rule="identity"``).
     """
     torch = setup_torch()
     nn = torch.nn
+
+    class LrnIdentityBackward(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return nn.functional.local_response_norm(x, arch.lcn_size, arch.lcn_alpha * arch.lcn_size, arch.lcn_beta,
+                                                     arch.lcn_k)
+
+        @staticmethod
+        def backward(ctx, g):
+            return g
+
+    class LrnSkipped(nn.Module):
+        def forward(self, x):
+            return LrnIdentityBackward.apply(x)
+
     state = {k: torch.tensor(v) for k, v in weights.to_torch(params, arch).items()}
     mods: dict[str, nn.Module] = {}
     cin = arch.input_shape[2]
@@ -76,8 +93,8 @@ def torch_net(arch: models.Arch, params: models.Params):
         if c.pool:
             mods[c.pool_name] = nn.MaxPool2d(arch.pool_window, arch.pool_stride, ceil_mode=arch.pool_ceil)
             if c.lcn and arch.lcn:
-                mods["norm" + c.name[4:]] = nn.LocalResponseNorm(arch.lcn_size, arch.lcn_alpha * arch.lcn_size,
-                                                                 arch.lcn_beta, arch.lcn_k)
+                mods["norm" + c.name[4:]] = LrnSkipped() if lcn_backward == "identity" else nn.LocalResponseNorm(
+                    arch.lcn_size, arch.lcn_alpha * arch.lcn_size, arch.lcn_beta, arch.lcn_k)
         cin = c.features
     mods["flatten"] = nn.Flatten()
     fan = models.param_shapes(arch)
@@ -88,6 +105,9 @@ def torch_net(arch: models.Arch, params: models.Params):
     mods["fc8"] = nn.Linear(*fan["fc8"]["w"])
     net = nn.Sequential(collections.OrderedDict(mods))
     net.load_state_dict(state, strict=True)
+    if upto is not None:  # the layer's last module: a conv's ReLU, a pool's LRN where it has one
+        own = {upto, ("relu" if upto.startswith("conv") else "norm") + upto[4:]}
+        net = net[:max(i for i, name in enumerate(mods) if name in own) + 1]
     return net.eval()
 
 

@@ -52,20 +52,21 @@ def layouts(net, x) -> dict[str, tuple]:
     return {"cut net": (upto, x), "cut net, channels-last": (common.channels_last(upto), common.channels_last(x))}
 
 
-def _attr(net):
+def _attr(net, relu=None):
     from captum.attr import NeuronDeconvolution
     warnings.filterwarnings("ignore", message="Setting backward hooks")
-    return NeuronDeconvolution(net, net.relu5)
+    return NeuronDeconvolution(net, net.relu5 if relu is None else relu)
 
 
-def captum_units(net, x, channels, copies: int = 1) -> np.ndarray:
+def captum_units(net, x, channels, copies: int = 1, *, relu=None, maps=None) -> np.ndarray:
     """Each channel's strongest unit of the one image `x` (1, C, H, W), projected by Captum on `net` (the whole
     twin or its cut), (U, H, W, C): one call per unit with a (c, h, w) selector, or per `copies` units on a batch
-    of that many copies of the image with a per-example selector."""
+    of that many copies of the image with a per-example selector. The units are those of the ReLU module `relu`
+    (default ``net.relu5``), whose maps the module `maps` computes (default: the twin cut after relu5)."""
     torch = common.setup_torch()
-    attr = _attr(net)
+    attr = _attr(net, relu)
     with torch.no_grad():
-        acts = cut(net)(x)[0]
+        acts = (cut(net) if maps is None else maps)(x)[0]
     channels = torch.as_tensor(list(channels))
     flat = acts[channels].flatten(1).argmax(1)
     rows, cols = flat // acts.shape[2], flat % acts.shape[2]

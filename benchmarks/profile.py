@@ -17,7 +17,7 @@ import numpy as np
 
 from benchmarks import common
 from zfjax import deconv
-from zfjax.network import layers, models
+from zfjax.network import models
 
 UNITS = 32
 
@@ -39,10 +39,9 @@ def _torch_stage(net, torch, name: str):
 
 def _stage_forward(arch: models.Arch, p: models.Params, st, x: jax.Array) -> jax.Array:
     """One stage's forward on a batch, as `models.apply` runs it: conv + ReLU, or max pool (+ LCN)."""
-    if not st.pool:
-        return jax.nn.relu(layers.conv(x, p[st.name]["w"], p[st.name]["b"], st.stride, st.pad))
-    y = layers.max_pool(x, st.kernel, st.stride, arch.pool_ceil)[0]
-    return layers.lcn(y, *arch.lcn_params) if st.lcn else y
+    if st.pool:
+        return models.pool_forward(arch, st.lcn, x, arch.pool_ceil)[0]
+    return models.conv_forward(p, arch.conv(st.name), x, st.pad)
 
 
 def profile(size: int, batch: int, rounds: int, name: str = "zfnet") -> list[dict]:

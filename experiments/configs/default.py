@@ -1,4 +1,4 @@
-"""Every training field with the paper's values (section 3.1 of the paper; docs/paper.md); the other configs start from this one.
+"""Every training field with the paper's values (section 3.1 of the paper; docs/paper-facts.md); the other configs start from this one.
 It is the ZFNet ImageNet run (same as zfnet.py):
 
     python -m experiments.train_imagenet --config=experiments/configs/default.py --workdir=runs/zfnet

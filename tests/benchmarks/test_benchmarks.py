@@ -17,6 +17,7 @@ CASES = {
     "topk_scan": ("topk_scan", ["--size", "64", "--images", "40"]),
     "cold_start": ("cold_start", ["--size", "64"]),
     "train_step": ("train_step", ["--size", "64", "--batch", "4"]),
+    "any_model_units32": ("any_model", ["--size", "32", "--count", "3"]),
 }
 
 

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from benchmarks.common import torch_net
 from zfjax import deconv
 from zfjax.deconv import rules
 from zfjax.network import layers, models
@@ -51,48 +52,6 @@ def zf():
     return arch, params, image
 
 
-def torch_zfnet(arch: models.Arch, params: models.Params, lcn_backward: str | None, upto: str):
-    """`arch` up to layer `upto` as torch modules, weights copied (HWIO -> OIHW); returns (net, upto's module).
-
-    `lcn_backward`: None (no LCN), "gradient" (nn.LocalResponseNorm) or "identity" (LRN forward, identity backward).
-    """
-    import torch
-    from torch import nn
-
-    class LrnIdentityBackward(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            return nn.functional.local_response_norm(x, arch.lcn_size, arch.lcn_alpha * arch.lcn_size, arch.lcn_beta,
-                                                     arch.lcn_k)
-
-        @staticmethod
-        def backward(ctx, g):
-            return g
-
-    class LrnSkipped(nn.Module):
-        def forward(self, x):
-            return LrnIdentityBackward.apply(x)
-
-    mods = []
-    cin = arch.input_shape[2]
-    for c in arch.convs:
-        conv = nn.Conv2d(cin, c.features, c.kernel, c.stride, c.padding)
-        conv.weight.data = torch.from_numpy(np.asarray(params[c.name]["w"]).transpose(3, 2, 0, 1).copy())
-        conv.bias.data = torch.from_numpy(np.asarray(params[c.name]["b"]).copy())
-        mods += [conv, nn.ReLU()]
-        if c.name == upto:
-            break
-        if c.pool:
-            mods.append(nn.MaxPool2d(arch.pool_window, arch.pool_stride, ceil_mode=arch.pool_ceil))
-            if c.lcn and lcn_backward is not None:
-                mods.append(nn.LocalResponseNorm(arch.lcn_size, arch.lcn_alpha * arch.lcn_size, arch.lcn_beta,
-                                                 arch.lcn_k) if lcn_backward == "gradient" else LrnSkipped())
-            if c.pool_name == upto:
-                break
-        cin = c.features
-    return nn.Sequential(*mods).eval(), mods[-1]
-
-
 CAPTUM = {"deconvnet": "NeuronDeconvolution", "guided": "NeuronGuidedBackprop", "saliency": "NeuronGradient"}
 # (LCN in the net, lcn_rule): LCN's true gradient, LCN skipped on the way back (torch: identity-backward LRN), no LCN.
 LCN_CASES = [(True, "gradient"), (True, "identity"), (False, "identity")]
@@ -116,7 +75,8 @@ def test_matches_captum_zfnet_224(zf, layer):
     x_torch = torch.from_numpy(np.asarray(image).transpose(0, 3, 1, 2).copy())
     for lcn_on, lcn_rule in LCN_CASES:
         net_arch = models.get("zfnet", init="fan_in", lcn=lcn_on)
-        net, unit_layer = torch_zfnet(net_arch, params, lcn_rule if lcn_on else None, upto=layer)
+        net = torch_net(net_arch, params, upto=layer, lcn_backward=lcn_rule)
+        unit_layer = list(net.children())[-1]
         with torch.no_grad():
             acts = net(x_torch)[0]  # (C, H, W)
         peaks = acts.flatten(1).max(1)

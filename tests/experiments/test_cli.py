@@ -27,7 +27,7 @@ runpy.run_module(module, run_name="__main__", alter_sys=True)
 ORBAX_NOISE = ("could not be restored", "read only", "CheckpointManager")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cli(repo_root, subprocess_env):
     """``cli(module, *args, tmp_path=None, **env)``: `python -m experiments.<module> args` from the repo root; with
     `tmp_path`, also the TF modules it imported."""

@@ -164,7 +164,7 @@ def test_the_page_in_headless_chromium(reference_tile, repo_root, tile_column, s
     fragment, sorting by selectivity; no request fails, no script error, first paint under a second."""
     folder, site, layers = explorer_site(built["dir"])
     url = (built["dir"] / "index.html").resolve().as_uri()
-    repo_root / "artifacts" / "explorer".mkdir(parents=True, exist_ok=True)
+    (repo_root / "artifacts" / "explorer").mkdir(parents=True, exist_ok=True)
     with browser.Page() as page:
         page.open(url)
         page.wait_for("document.body.dataset.view === 'overview'")

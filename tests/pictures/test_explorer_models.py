@@ -17,7 +17,7 @@ from zfjax.deconv import projection
 from zfjax.pictures import explorer, plots, sprites
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def check_unit(reference_tile, sheet_tile, tile_column):
     """``check_unit(folder, layer_data, record, project, x, hw)``: the unit's deconvnet tiles on the sheets equal
     `project(image, channel, position)` cut, stretched, 8-bit, shrunk like the sheet's tiles."""

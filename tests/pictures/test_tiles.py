@@ -106,10 +106,10 @@ def test_radial_spectrum_peaks_at_a_gratings_frequency():
 
 def test_to_display_inverts_the_input_normalization():
     rng = np.random.default_rng(1)
-    pixels = rng.integers(0, 256, size=(3, 4, 4, 3)).astype(np.float32)
-    mean = rng.uniform(0, 255, size=(6, 6, 3)).astype(np.float32)
-    x = (pixels - mean[1:5, 1:5]) * 0.5
-    arch = models.get("small", input_shape=(4, 4, 3))
+    pixels = rng.integers(0, 256, size=(3, 28, 28, 3)).astype(np.float32)
+    mean = rng.uniform(0, 255, size=(30, 30, 3)).astype(np.float32)  # a per-pixel mean, center-cropped to the input
+    x = (pixels - mean[1:29, 1:29]) * 0.5
+    arch = models.get("small", input_shape=(28, 28, 3))
     net = network.from_arch(arch, None, mean, 0.5)
     np.testing.assert_allclose(net.to_display(x), pixels / 255, atol=1e-6)
 

@@ -14,7 +14,7 @@ OVERRIDES = {"train_subset": 64, "eval_subset": 64, "eval_batch_size": 32, "num_
 TIMEOUT_S = 300  # a process whose peer died aborts (SIGABRT) or hangs in a collective: never wait forever
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def start_two_processes(repo_root, free_port, subprocess_env):
     """``start_two_processes(workdir, log_dir)``: train_imagenet as processes 0 and 1 of one job (logs in `log_dir`)."""
     def start(workdir, log_dir) -> list[subprocess.Popen]:

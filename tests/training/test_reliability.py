@@ -107,7 +107,7 @@ def test_too_little_free_space_fails_before_training(tiny_config, tmp_path, monk
         train.train_and_evaluate(c, tmp_path)
     assert _written(tmp_path) == []
     monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda p: real(p)._replace(free=need + 1024))
-    checkpoints.preflight(tmp_path, train._checkpoint_bytes(c, arch, train.make_optimizer(c, 16)))
+    checkpoints.preflight(tmp_path, train.checkpoint_bytes(c, arch, train.make_optimizer(c, 16)))
 
 
 def _random_state(v: int):

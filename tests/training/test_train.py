@@ -197,7 +197,7 @@ def test_paper_configs_build_the_paper_networks():
     from zfjax.data import Data
     imagenet = Data("imagenet2012", None, None, 1000, (224, 224, 3), 10, None, None)
     zf = train.build_arch(zfnet.get_config(), imagenet)
-    assert models.count_params(zf) == 62_357_608  # the paper's ZFNet (docs/paper.md)
+    assert models.count_params(zf) == 62_357_608  # the paper's ZFNet (docs/paper-facts.md)
     assert all(f.dropout == 0.5 for f in zf.fcs) and zf.init == "paper" and zf.init_scale == 0.01
     assert train.build_arch(alexnet.get_config(), imagenet).conv("conv1").kernel == 11
     assert train.build_arch(zfnet_b.get_config(), imagenet).conv("conv4").features == 1024

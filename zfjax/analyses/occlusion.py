@@ -26,7 +26,7 @@ import numpy as np
 from jax import lax
 
 from zfjax import network
-from zfjax.network import layers, models
+from zfjax.network import models
 from zfjax.network import receptive_field as rf
 
 Array = jax.Array
@@ -113,22 +113,9 @@ def _canvas(stage: rf.Stage, x: Array, n_out: tuple[int, int]) -> Array:
 
 def _step(arch: models.Arch, params: models.Params, stage: rf.Stage, region: Array) -> Array:
     """Run one stage on an HWC region without padding (the region carries it)."""
-    x = region[None]
     if stage.pool:
-        x = layers.max_pool(x, stage.kernel, stage.stride, False)[0]
-        if stage.lcn:
-            x = layers.lcn(x, *arch.lcn_params)
-    else:
-        x = jax.nn.relu(layers.conv(x, params[stage.name]["w"], params[stage.name]["b"], stage.stride, 0))
-    return x[0]
-
-
-def _head(arch: models.Arch, params: models.Params, x: Array) -> Array:
-    """The fc layers (test mode) on the flattened last map: logits."""
-    x = x.reshape(x.shape[0], -1)
-    for f in arch.fcs:
-        x = jax.nn.relu(x @ params[f.name]["w"] + params[f.name]["b"])
-    return x @ params["fc8"]["w"] + params["fc8"]["b"]
+        return models.pool_forward(arch, stage.lcn, region[None], False)[0][0]
+    return models.conv_forward(params, arch.conv(stage.name), region[None], 0)[0]
 
 
 def _channel_sum(act: Array) -> Array:
@@ -194,7 +181,7 @@ def _incremental(arch: models.Arch, params: models.Params, cache: _Cache, fill: 
         return tuple(jnp.concatenate(p) for p in zip(*parts))
 
     last, feature = lax.map(row, (ys, win_ys))
-    logits = lax.map(functools.partial(_head, arch, params), last.reshape(-1, 1, *last.shape[2:]),
+    logits = lax.map(functools.partial(models.head, arch, params), last.reshape(-1, 1, *last.shape[2:]),
                      batch_size=HEAD_BATCH)
     return logits.reshape(*last.shape[:2], -1), feature
 

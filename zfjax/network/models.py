@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -362,27 +362,51 @@ def apply(arch: Arch, params: Params, x: Array, *, train: bool = False, rng: Arr
         return name == upto
 
     for c in arch.convs:
-        x = ops.relu(layers.conv(x, params[c.name]["w"], params[c.name]["b"], c.stride, c.padding))
+        x = conv_forward(params, c, x, c.padding, ops)
         if done(c.name, x):
             return Forward(None, acts, switches)
         if c.pool:
             in_width = x.shape[2]
-            x, offset = ops.max_pool(x, arch.pool_window, arch.pool_stride, arch.pool_ceil)
+            x, offset = pool_forward(arch, c.lcn, x, arch.pool_ceil, ops)
             switches[c.pool_name] = layers.switches_from_offsets(offset, in_width, arch.pool_window, arch.pool_stride)
-            if c.lcn and arch.lcn:
-                x = ops.lcn(x, *arch.lcn_params)
             if done(c.pool_name, x):
                 return Forward(None, acts, switches)
+    for name, x in fc_forward(arch, params, x, ops=ops, rng=rng if train else None):
+        if done(name, x) and name != "fc8":
+            return Forward(None, acts, switches)
+    return Forward(x, acts, switches)
+
+
+def conv_forward(params: Params, c: Conv, x: Array, padding: int, ops: layers.Ops = layers.PLAIN) -> Array:
+    """Conv layer `c` and its ReLU on `x`, zero-padded by `padding` (`c.padding` in `apply`; 0 on a pre-padded
+    window)."""
+    return ops.relu(layers.conv(x, params[c.name]["w"], params[c.name]["b"], c.stride, padding))
+
+
+def pool_forward(arch: Arch, lcn: bool, x: Array, ceil_mode: bool,
+                 ops: layers.Ops = layers.PLAIN) -> tuple[Array, Array]:
+    """A block's max pool and, where the block (`lcn`) and the net have it, LCN: (output, the pool's offsets)."""
+    x, offset = ops.max_pool(x, arch.pool_window, arch.pool_stride, ceil_mode)
+    return (ops.lcn(x, *arch.lcn_params) if lcn and arch.lcn else x), offset
+
+
+def fc_forward(arch: Arch, params: Params, x: Array, *, ops: layers.Ops = layers.PLAIN,
+               rng: Array | None = None) -> Iterator[tuple[str, Array]]:
+    """The fc layers on the last block's map `x` (flattened): (name, activation) of each hidden layer, then
+    ("fc8", logits). With `rng`, dropout follows each hidden layer (its reported activation is before dropout)."""
     x = x.reshape(x.shape[0], -1)
     for i, f in enumerate(arch.fcs):
         x = ops.relu(layers.dense(x, params[f.name]["w"], params[f.name]["b"]))
-        if done(f.name, x):
-            return Forward(None, acts, switches)
-        if train and f.dropout > 0:
+        yield f.name, x
+        if rng is not None and f.dropout > 0:
             x = layers.dropout(x, f.dropout, jax.random.fold_in(rng, i))
-    logits = layers.dense(x, params["fc8"]["w"], params["fc8"]["b"])
-    acts["fc8"] = logits
-    return Forward(logits, acts, switches)
+    yield "fc8", layers.dense(x, params["fc8"]["w"], params["fc8"]["b"])
+
+
+def head(arch: Arch, params: Params, x: Array) -> Array:
+    """The logits of the fc layers (test mode) on the last block's map `x`: what `apply` computes after the convs."""
+    *_, (_, logits) = fc_forward(arch, params, x)
+    return logits
 
 
 CPU_CHUNK = 4

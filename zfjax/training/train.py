@@ -1,6 +1,6 @@
 """Training of the paper's networks: state, optimizer, jit-compiled sharded steps, and the resumable loop.
 
-The paper's recipe (docs/paper.md): SGD with momentum 0.9 on softmax cross-entropy, dropout in fc6/fc7, filter
+The paper's recipe (docs/paper-facts.md): SGD with momentum 0.9 on softmax cross-entropy, dropout in fc6/fc7, filter
 renormalization (`zfjax.training.renormalize`) after every update, learning rate annealed on plateau (or by steps).
 One code path runs on 1 CPU, forced CPU devices, GPUs and many hosts: the batch is sharded along the mesh's
 ``data`` axis, parameters are replicated, and each host feeds its share of every global batch.
@@ -180,7 +180,7 @@ def _meta(config: Any) -> dict[str, Any]:
             "device_count": jax.device_count()}
 
 
-def _checkpoint_bytes(config: Any, arch: models.Arch, tx: Any) -> int:
+def checkpoint_bytes(config: Any, arch: models.Arch, tx: Any) -> int:
     """Bytes the run's checkpoints and snapshots will hold at most: ``keep_checkpoints`` + 1 train states (a new
     one is written before the oldest is removed) and one parameter set per snapshot epoch."""
     state = jax.eval_shape(lambda: create_state(arch, tx, 0))
@@ -249,7 +249,7 @@ def _run(config: Any, workdir: pathlib.Path) -> TrainState:
     mesh = pipeline.data_mesh()
     tx = make_optimizer(config, steps_per_epoch)
     schedule = learning_rate_schedule(config, steps_per_epoch)
-    checkpoints.preflight(workdir, _checkpoint_bytes(config, arch, tx))
+    checkpoints.preflight(workdir, checkpoint_bytes(config, arch, tx))
     state = jax.jit(create_state, static_argnums=(0, 1, 2), out_shardings=NamedSharding(mesh, PartitionSpec()))(
         arch, tx, config.seed)
     train_iter = pipeline.train_iterator(data.train, data.train_transform, global_batch=config.batch_size,
