@@ -57,7 +57,7 @@ def test_import_weights_command_line(repo_root, subprocess_env, tmp_path):
 
 def test_second_run_refuses_the_workdir_until_the_holder_dies(repo_root, subprocess_env, tiny_config, tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from zfjax import checkpoints\n"
+        [sys.executable, "-c", "import sys, time; from zfjax.training import checkpoints\n"
          "with checkpoints.lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(300)", str(tmp_path)],
         cwd=repo_root, env=subprocess_env(), stdout=subprocess.PIPE, text=True)
     try:

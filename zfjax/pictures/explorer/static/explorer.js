@@ -1,4 +1,4 @@
-/* The unit explorer page (zfjax.explorer): a layer overview and a page per unit, from the data files that
+/* The unit explorer page (zfjax.pictures.explorer): a layer overview and a page per unit, from the data files that
  * data/site.js and data/<layer>.js hand to EXPLORER.site() and EXPLORER.layer() (script tags, so the page works
  * from disk). A layer's data and sprite sheets load when the layer is opened. Routes: #<layer> is the overview,
  * #<layer>/<unit> a unit's page. Every element showing a unit carries data-layer and data-unit. */
