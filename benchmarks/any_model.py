@@ -124,8 +124,7 @@ def main() -> None:
     args = parser.parse_args()
     common.setup_torch()
     crop = {"auto": "auto", "true": True, "false": False}[args.crop]
-    bench(8 if args.quick and args.count == 32 else args.count, args.rounds or (3 if args.quick else 5), args.size,
-          crop)
+    bench(args.count, args.rounds or (3 if args.quick else 5), args.size, crop)
 
 
 if __name__ == "__main__":
