@@ -115,6 +115,12 @@ def _reference_cases(name, **overrides):
     return arch, params, x
 
 
+# Compiled whole: one program per (layer, rule, lcn_rule) instead of each operation's own (`test_jit_matches_eager`
+# checks that both agree).
+_reference = jax.jit(deconv.project_reference, static_argnames=("arch", "layer", "rule", "lcn_rule"))
+_project = jax.jit(deconv.project, static_argnames=("arch", "layer", "rule", "lcn_rule", "crop"))
+
+
 @pytest.mark.parametrize("name, overrides, rules", [
     ("small", {}, deconv.RULES),
     # strided convs (7x7/2 pad 1, 5x5/2), odd size 67: ceil-mode pools with partial last windows
@@ -132,8 +138,8 @@ def test_reference_path_matches_vjp_path(name, overrides, rules):
         for rule, lcn_rule, fixed in (combos[(2 * i) % len(combos)], combos[(2 * i + 1) % len(combos)]):
             position = np.array([[0, 0], [act.shape[1] - 1, act.shape[2] // 2]]) if fixed else None
             kw = dict(position=position, rule=rule, lcn_rule=lcn_rule)
-            ref = deconv.project_reference(arch, params, x, layer, channel, **kw)
-            got = deconv.project(arch, params, x, layer, channel, **kw)
+            ref = _reference(arch, params, x, layer, channel, **kw)
+            got = _project(arch, params, x, layer, channel, **kw)
             assert got.shape == x.shape
             if not fixed:
                 assert float(jnp.abs(ref).max()) > 0

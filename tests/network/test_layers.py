@@ -32,6 +32,11 @@ def _close(got, want, tol=1e-5):
     np.testing.assert_allclose(got, want, rtol=0, atol=tol * scale + 1e-30)
 
 
+# Compiled whole (one program per layer and rule instead of each operation's own; jit == eager is tested in
+# tests/deconv/test_builtin.py).
+_project = jax.jit(deconv.project, static_argnames=("arch", "layer", "rule", "lcn_rule", "crop"))
+
+
 def test_cropped_projection_equals_whole_network_vjp():
     """ZFNet at 67x67: stride-2 convs, ceil pools with partial windows; a conv, a pool with LCN, the top layer."""
     arch = models.get("zfnet", init="fan_in", input_shape=(67, 67, 3), num_classes=10)
@@ -44,8 +49,8 @@ def test_cropped_projection_equals_whole_network_vjp():
         for position in (None, np.array([[0, 0], [h - 1, w - 1]]), np.array([[h - 1, 0], [h // 2, w - 1]])):
             rule, lcn_rule = next(combos)
             kw = dict(position=position, rule=rule, lcn_rule=lcn_rule)
-            want = deconv.project(arch, params, x, layer, 3, crop=False, **kw)
-            got = deconv.project(arch, params, x, layer, 3, crop=True, **kw)
+            want = _project(arch, params, x, layer, 3, crop=False, **kw)
+            got = _project(arch, params, x, layer, 3, crop=True, **kw)
             assert np.all(np.isfinite(np.asarray(got)))
             _close(got, want)
 
