@@ -18,6 +18,7 @@ import numpy as np
 from benchmarks import common
 from zfjax import deconv
 from zfjax.network import models
+from zfjax.network import receptive_field as rf
 
 UNITS = 32
 
@@ -39,9 +40,7 @@ def _torch_stage(net, torch, name: str):
 
 def _stage_forward(arch: models.Arch, p: models.Params, st, x: jax.Array) -> jax.Array:
     """One stage's forward on a batch, as `models.apply` runs it: conv + ReLU, or max pool (+ LCN)."""
-    if st.pool:
-        return models.pool_forward(arch, st.lcn, x, arch.pool_ceil)[0]
-    return models.conv_forward(p, arch.conv(st.name), x, st.pad)
+    return rf.run_stage(arch, p, st, x, padding=st.pad, ceil_mode=arch.pool_ceil)
 
 
 def profile(size: int, batch: int, rounds: int, name: str = "zfnet") -> list[dict]:

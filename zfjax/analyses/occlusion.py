@@ -113,9 +113,7 @@ def _canvas(stage: rf.Stage, x: Array, n_out: tuple[int, int]) -> Array:
 
 def _step(arch: models.Arch, params: models.Params, stage: rf.Stage, region: Array) -> Array:
     """Run one stage on an HWC region without padding (the region carries it)."""
-    if stage.pool:
-        return models.pool_forward(arch, stage.lcn, region[None], False)[0][0]
-    return models.conv_forward(params, arch.conv(stage.name), region[None], 0)[0]
+    return rf.run_stage(arch, params, stage, region[None], padding=0, ceil_mode=False)[0]
 
 
 def _channel_sum(act: Array) -> Array:

@@ -79,6 +79,15 @@ def stages(arch: models.Arch) -> tuple[Stage, ...]:
     return tuple(out)
 
 
+def run_stage(arch: models.Arch, params: models.Params, stage: Stage, x: jax.Array, *, padding: int,
+              ceil_mode: bool) -> jax.Array:
+    """One stage's forward as `models.apply` runs it (conv + ReLU, or max pool + LCN), with its padding and pooling
+    mode given (occlusion runs pre-padded windows: 0 and False)."""
+    if stage.pool:
+        return models.pool_forward(arch, stage.lcn, x, ceil_mode)[0]
+    return models.conv_forward(params, arch.conv(stage.name), x, padding)
+
+
 class Field:
     """Receptive fields of the units of ``fn``: images (N, H, W, C) of `input_shape` -> an (N, h, w, c) map."""
 
@@ -116,4 +125,4 @@ class Field:
         return rows, cols
 
 
-__all__ = ["receptive_field", "Stage", "stages", "Field"]
+__all__ = ["receptive_field", "Stage", "stages", "run_stage", "Field"]
