@@ -1,6 +1,7 @@
 """Bad input at every public entry point: one table of (call, exception, message). Each message must name the
 problem and, where there is a choice, the accepted values. All checks run before any compilation."""
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -66,6 +67,8 @@ CASES = {
                         r"each batch must be an \(N, 28, 28, 1\) array"),
     "project NaN": (lambda c: deconv.project(ARCH, c["p"], _with(c["x"], (1, 3, 4, 0), NAN), "conv2", 0),
                     r"input has 1 NaN or infinite values \(first at index \(1, 3, 4, 0\)\)"),
+    "project NaN closed over by jit": (lambda c: jax.jit(jax.vmap(lambda ch: deconv.project(
+        ARCH, c["p"], _with(c["x"], (0, 2, 2, 0), NAN), "conv2", ch)))(jnp.arange(2)), "input has 1 NaN or infinite"),
     "project_many Inf": (lambda c: deconv.project_many(ARCH, c["p"], _with(c["x"][0], (0, 0, 0), INF), "conv2"),
                          "NaN or infinite values"),
     "occlusion NaN": (lambda c: occlusion.occlusion_maps(ARCH, c["p"], _with(c["x"][0], (5, 5, 0), NAN), 0, patch=7,

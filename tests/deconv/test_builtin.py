@@ -106,6 +106,16 @@ def test_jit_matches_eager(small):
                                    deconv.project(arch, params, x, layer, 7, **kw), rtol=0, atol=1e-6)
 
 
+def test_an_image_closed_over_by_the_users_jit_projects(small):
+    """The documented `jit(vmap(lambda c: project(arch, params, x, layer, c)))` with a concrete `x` in the closure
+    (the input check runs on it at trace time) equals the projections of `x` passed as an argument."""
+    arch, params, x = small
+    closed = jax.jit(jax.vmap(lambda c: deconv.project(arch, params, x, "conv2", c)))(jnp.arange(3))
+    passed = jax.jit(jax.vmap(lambda x, c: deconv.project(arch, params, x, "conv2", c), in_axes=(None, 0)))(
+        x, jnp.arange(3))
+    np.testing.assert_allclose(closed, passed, rtol=0, atol=1e-6)
+
+
 def test_project_many_matches_project(small):
     arch, params, x = small
     image = x[1]

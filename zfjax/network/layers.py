@@ -164,12 +164,12 @@ def _phase(g: Array, taps: Array, first: int, last: tuple[int, int]) -> Array:
 def _unit_conv(g: Array, kernel: Array, start: int, stop: tuple[int, int], block: int = 1) -> Array:
     """Correlate `g` with an HWIO `kernel` of T taps at stride `block`: output o in [0, stop - start) (per axis)
     reads g[block * (start + o) - (T - block) + i] for i < T (zeros outside g)."""
-    z = g
+    z, pads = g, []
     for axis, (t, end) in enumerate(zip(kernel.shape[:2], stop), start=1):
         lo, hi = t - block - block * start, block * end - g.shape[axis]  # zeros before / after g
         z = lax.slice_in_dim(z, max(-lo, 0), z.shape[axis], axis=axis)
-        z = jnp.pad(z, [(max(lo, 0), max(hi, 0)) if a == axis else (0, 0) for a in range(4)])
-    z = lax.conv_general_dilated(z, kernel, (block, block), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        pads.append((max(lo, 0), max(hi, 0)))
+    z = lax.conv_general_dilated(z, kernel, (block, block), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return z[:, :stop[0] - start, :stop[1] - start]
 
 

@@ -337,8 +337,10 @@ def check_images(arch: Arch, x: Array, upto: str | None = None) -> None:
     _check_input(arch, x, upto)
     if isinstance(x, jax.core.Tracer):
         return
-    finite = np.isfinite(x) if isinstance(x, np.ndarray) else jnp.isfinite(x)
-    if not bool(finite.all()):
+    with jax.ensure_compile_time_eval():  # a concrete array closed over by the caller's jit is still checked
+        finite = np.isfinite(x) if isinstance(x, np.ndarray) else jnp.isfinite(x)
+        ok = bool(finite.all())
+    if not ok:
         bad = np.argwhere(~np.asarray(finite))
         raise ValueError(f"input has {len(bad)} NaN or infinite values (first at index {tuple(bad[0].tolist())}): "
                          f"check how the images were loaded and normalized")
