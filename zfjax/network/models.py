@@ -11,6 +11,7 @@ layer with the same number and goes when that conv is removed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
@@ -280,8 +281,10 @@ def param_shapes(arch: Arch) -> dict[str, dict[str, tuple[int, ...]]]:
     return out
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def init(arch: Arch, key: Array) -> Params:
-    """Fresh parameters: weights by `arch.init` (see `Arch`), biases 0, float32."""
+    """Fresh parameters: weights by `arch.init` (see `Arch`), biases 0, float32 (one compiled program: op by op,
+    each layer's draw compiled on its own and took seconds)."""
     shapes = param_shapes(arch)
     keys = jax.random.split(key, len(shapes))
     params: Params = {}

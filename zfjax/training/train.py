@@ -88,9 +88,15 @@ def current_learning_rate(config: Any, schedule: optax.Schedule, state: TrainSta
 def create_state(arch: models.Arch, tx: optax.GradientTransformation, seed: int) -> TrainState:
     """Fresh state: `models.init` parameters (renormalized, as after every update) and zero optimizer state."""
     init_key, rng = jax.random.split(jax.random.key(seed))
-    params = renormalize(models.init(arch, init_key))
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      rng=jax.random.key_data(rng))
+    params, opt_state = _fresh(arch, tx, init_key)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, rng=jax.random.key_data(rng))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _fresh(arch: models.Arch, tx: optax.GradientTransformation, key: jax.Array):
+    """Renormalized fresh parameters and the optimizer's initial state, as one compiled program."""
+    params = renormalize(models.init(arch, key))
+    return params, tx.init(params)
 
 
 def _cast(tree: Any, dtype: Any) -> Any:
