@@ -184,10 +184,13 @@ def test_vmap_over_channels_equals_a_loop_and_builtin_nets_agree():
     for layer in ("pool1", "conv3"):
         fn = lambda x, layer=layer: models.apply(arch, params, x, upto=layer).acts[layer]  # noqa: E731
         many = jax.jit(jax.vmap(lambda c: deconv.project_fn(fn, x, c), out_axes=0))(jnp.arange(8))
+        # the loop: one unbatched call per channel, each program compiled once (traced channel)
+        one_fn = jax.jit(lambda x, c: deconv.project_fn(fn, x, c))
+        builtin_fn = jax.jit(lambda x, c, layer=layer: deconv.project(arch, params, x, layer, c, lcn_rule="gradient"))
         for c in range(8):
-            one = deconv.project_fn(fn, x, c)
+            one = one_fn(x, jnp.int32(c))
             np.testing.assert_allclose(many[c], one, rtol=1e-5, atol=1e-7)
-            builtin = deconv.project(arch, params, x, layer, c, lcn_rule="gradient")
+            builtin = builtin_fn(x, jnp.int32(c))
             np.testing.assert_allclose(one, builtin, rtol=1e-5, atol=1e-6 * float(np.abs(builtin).max()))
         res = deconv.project_many_fn(fn, x[0], [0, 5])
         np.testing.assert_allclose(res.projections[1], many[5, 0], rtol=1e-5, atol=1e-7)

@@ -63,9 +63,9 @@ def test_projections_of_a_batch_in_chunks_equal_one_image_at_a_time(crop):
     x = jax.random.uniform(jax.random.key(1), (6, *arch.input_shape), minval=-1.0, maxval=1.0)
     rows = np.arange(6)[:, None] % 2 + np.array([[0, 1]])  # inside the 3x3 pool2 map
     for position in (None, rows):
-        got = deconv.project(arch, params, x, "pool2", 5, position=position, crop=crop)
-        want = [deconv.project(arch, params, x[i:i + 1], "pool2", 5, crop=crop,
-                               position=None if position is None else position[i]) for i in range(6)]
+        got = _project(arch, params, x, "pool2", 5, position=position, crop=crop)
+        want = [_project(arch, params, x[i:i + 1], "pool2", 5, crop=crop,
+                         position=None if position is None else position[i]) for i in range(6)]
         _close(got, jnp.concatenate(want))
 
 
