@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 WORKDIR ?= runs/demo
-PYTEST_ARGS ?= -n 2 --dist loadfile  # two workers, one file each: 5 min instead of 7.5 from a cold cache here
+PYTEST_ARGS ?= -n 2 --dist loadfile  # two workers, one file each (about 12 min from a cold cache on 2 cores)
 
 .PHONY: demo test install fashion-mnist chromium bench clean
 
