@@ -7,10 +7,11 @@ import os
 import pathlib
 import socket
 
+import jax
 import numpy as np
 import pytest
 
-from zfjax import compile_cache
+from zfjax import compile_cache, deconv
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 compile_cache.use(ROOT / ".jax_cache")
@@ -35,6 +36,16 @@ def subprocess_env():
     """``subprocess_env(**extra)``: the environment of a test's child Python process (repo on the path, the same
     compile cache, `extra` on top)."""
     return _subprocess_env
+
+
+_PROJECT_JIT = jax.jit(deconv.project, static_argnames=("arch", "layer", "rule", "lcn_rule", "crop"))
+
+
+@pytest.fixture(scope="session")
+def project_jit():
+    """`deconv.project` compiled whole (one program per layer and rule instead of each operation's own), shared by
+    the files that check projections; `tests/deconv/test_builtin.py` checks that it equals the eager call."""
+    return _PROJECT_JIT
 
 
 def _free_port() -> int:

@@ -13,10 +13,6 @@ from zfjax import deconv
 from zfjax.deconv import rules
 from zfjax.network import layers, models
 
-STATIC = ("arch", "layer", "rule", "lcn_rule", "crop")
-project_jit = jax.jit(deconv.project, static_argnames=STATIC)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Small nets: the VJP path against the paper-style reference path, and composition with jit / vmap.
 
@@ -46,7 +42,7 @@ _reference = jax.jit(deconv.project_reference, static_argnames=("arch", "layer",
     ("zfnet", {"input_shape": (67, 67, 3), "num_classes": 10}, deconv.RULES),
     ("alexnet", {"input_shape": (67, 67, 3), "num_classes": 10}, ("deconvnet",)),
 ])
-def test_reference_path_matches_vjp_path(random_biases, name, overrides, rules):
+def test_reference_path_matches_vjp_path(random_biases, project_jit, name, overrides, rules):
     """Every projectable layer; the (rule, lcn_rule, position) combinations are dealt round-robin over the layers."""
     arch, params, x = _reference_cases(random_biases, name, **overrides)
     fwd = models.apply(arch, params, x, upto=deconv.projectable_layers(arch)[-1])
@@ -73,7 +69,7 @@ def _conv_batch_sizes(fn, *args) -> list[int]:
     return [int(m) for m in re.findall(r"stablehlo\.convolution\(.*?\).*?:\s*\(tensor<(\d+)x", hlo)]
 
 
-def test_vmap_over_channels_matches_loop_and_shares_the_forward(small):
+def test_vmap_over_channels_matches_loop_and_shares_the_forward(small, project_jit):
     arch, params, x = small
     channels = jnp.arange(6)
     many = lambda p, x, chs: jax.vmap(lambda c: deconv.project(arch, p, x, "conv4", c))(chs)
@@ -98,7 +94,7 @@ def test_vmap_over_positions_and_per_image_positions(small):
         np.testing.assert_allclose(per_image[i:i + 1], alone, rtol=0, atol=1e-6)
 
 
-def test_jit_matches_eager(small):
+def test_jit_matches_eager(small, project_jit):
     arch, params, x = small
     for layer, rule, lcn_rule in [("pool2", "deconvnet", "gradient"), ("conv3", "guided", "identity")]:
         kw = dict(rule=rule, lcn_rule=lcn_rule)

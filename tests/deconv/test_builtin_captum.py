@@ -21,9 +21,6 @@ def rel_err(a, b) -> float:
 # ---------------------------------------------------------------------------------------------------------------
 # Captum on an equivalent torch ZFNet at 224x224.
 
-ZF_CHANNELS = 2  # per layer: the channel with the strongest unit and a middling active one
-
-
 @pytest.fixture(scope="module")
 def zf(random_biases):
     arch = models.get("zfnet", init="fan_in")
@@ -41,7 +38,7 @@ def project_channels(arch, params, image, layer, channels, lcn_rule):
     """{rule: each channel's strongest unit projected}, vmapped over channels.
 
     Run eagerly: at 224x224 the per-primitive compilations are shared by all layers and rules, which costs less
-    than compiling 15 whole graphs (jit == no jit is tested on a small net below)."""
+    than compiling 15 whole graphs (jit == no jit is tested on a small net in test_builtin.py)."""
     return {rule: jax.vmap(lambda ch: deconv.project(arch, params, image, layer, ch, rule=rule, lcn_rule=lcn_rule))(
         channels)[:, 0] for rule in deconv.RULES}
 

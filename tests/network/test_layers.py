@@ -32,12 +32,7 @@ def _close(got, want, tol=1e-5):
     np.testing.assert_allclose(got, want, rtol=0, atol=tol * scale + 1e-30)
 
 
-# Compiled whole (one program per layer and rule instead of each operation's own; jit == eager is tested in
-# tests/deconv/test_builtin.py).
-_project = jax.jit(deconv.project, static_argnames=("arch", "layer", "rule", "lcn_rule", "crop"))
-
-
-def test_cropped_projection_equals_whole_network_vjp():
+def test_cropped_projection_equals_whole_network_vjp(project_jit):
     """ZFNet at 67x67: stride-2 convs, ceil pools with partial windows; a conv, a pool with LCN, the top layer."""
     arch = models.get("zfnet", init="fan_in", input_shape=(67, 67, 3), num_classes=10)
     params = models.init(arch, jax.random.key(0))
@@ -49,23 +44,23 @@ def test_cropped_projection_equals_whole_network_vjp():
         for position in (None, np.array([[0, 0], [h - 1, w - 1]]), np.array([[h - 1, 0], [h // 2, w - 1]])):
             rule, lcn_rule = next(combos)
             kw = dict(position=position, rule=rule, lcn_rule=lcn_rule)
-            want = _project(arch, params, x, layer, 3, crop=False, **kw)
-            got = _project(arch, params, x, layer, 3, crop=True, **kw)
+            want = project_jit(arch, params, x, layer, 3, crop=False, **kw)
+            got = project_jit(arch, params, x, layer, 3, crop=True, **kw)
             assert np.all(np.isfinite(np.asarray(got)))
             _close(got, want)
 
 
 @pytest.mark.parametrize("crop", [True, False])
-def test_projections_of_a_batch_in_chunks_equal_one_image_at_a_time(crop):
+def test_projections_of_a_batch_in_chunks_equal_one_image_at_a_time(crop, project_jit):
     """6 images: chunks of `models.CPU_CHUNK` (4) with a padded last chunk, per-image and strongest positions."""
     arch = models.get("zfnet", init="fan_in", input_shape=(67, 67, 3), num_classes=10)
     params = models.init(arch, jax.random.key(0))
     x = jax.random.uniform(jax.random.key(1), (6, *arch.input_shape), minval=-1.0, maxval=1.0)
     rows = np.arange(6)[:, None] % 2 + np.array([[0, 1]])  # inside the 3x3 pool2 map
     for position in (None, rows):
-        got = _project(arch, params, x, "pool2", 5, position=position, crop=crop)
-        want = [_project(arch, params, x[i:i + 1], "pool2", 5, crop=crop,
-                         position=None if position is None else position[i]) for i in range(6)]
+        got = project_jit(arch, params, x, "pool2", 5, position=position, crop=crop)
+        want = [project_jit(arch, params, x[i:i + 1], "pool2", 5, crop=crop,
+                            position=None if position is None else position[i]) for i in range(6)]
         _close(got, jnp.concatenate(want))
 
 
