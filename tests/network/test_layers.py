@@ -3,13 +3,15 @@
 - `deconv.project` crops each unit's backward pass to its receptive-field cone: equal to the whole-network VJP
   (`crop=False`) for a conv, a pool and the top layer, rule and LCN rule, at corners and edges, under jit and vmap;
 - `layers.conv`'s stride > 1 input gradient is the sub-pixel form: equal to `jax.vjp` of `lax.conv` (input and
-  filter gradients);
+  filter gradients); so is `layers.conv_transpose_units` (matmul then phase sums, vmapped axes in chunks);
 - `layers.lcn`'s hand-written VJP: equal to autodiff of the formula; `layers.dense`'s VJP: equal to the matmul's;
 - batches go through `models.map_chunks` in chunks of images: equal to one image at a time.
 """
 from __future__ import annotations
 
 import itertools
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -100,6 +102,28 @@ def test_conv_transpose_vjp_equals_lax_vjp(hw, kernel, stride, padding, channels
     (dx, dw), (dx2, dw2) = pull(g), pull2(g)
     _close(dx2, dx, 1e-6)
     _close(dw2, dw, 1e-6)
+
+
+@pytest.mark.parametrize("hw, kernel, stride, padding, channels", [
+    ((32, 33), 7, 2, 1, 3), ((21, 21), 5, 2, 0, 1), ((19, 20), 4, 3, 2, 3), ((15, 14), 3, 2, 4, 3),
+    ((11, 12), 1, 2, 0, 1)])
+def test_conv_transpose_units_under_vmap_equals_lax_vjp(hw, kernel, stride, padding, channels):
+    """Units x images vmapped (the batched axes folded into chunks), per-unit filters, and its own VJP."""
+    w = jax.random.normal(jax.random.key(5), (kernel, kernel, channels, 6))
+    x = jnp.zeros((1, *hw, channels))
+    plain = lambda x, w: lax.conv_general_dilated(x, w, (stride, stride), [(padding, padding)] * 2,  # noqa: E731
+                                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    out_shape = jax.eval_shape(plain, x, w).shape
+    g = jax.random.normal(jax.random.key(6), (7, 2, *out_shape))  # 7 units x 2 images, each one map
+    want = jax.vmap(jax.vmap(lambda g, w: jax.vjp(lambda x: plain(x, w), x)[1](g)[0], (0, None)), (0, None))
+    units = functools.partial(layers.conv_transpose_units, stride=stride, padding=padding, in_hw=hw)
+    _close(jax.jit(jax.vmap(jax.vmap(units, (0, None)), (0, None)))(g, w), want(g, w), 1e-6)
+    ws = jnp.stack([w, 2 * w])
+    _close(jax.vmap(units)(g[:2, 0], ws), jax.vmap(lambda g, w: want(g[None, None], w)[0, 0])(g[:2, 0], ws), 1e-6)
+    loss = lambda f: jax.grad(lambda g, w: jnp.sum(f(g, w) ** 2), (0, 1))  # noqa: E731
+    whole = functools.partial(layers.conv_transpose, stride=stride, padding=padding, in_hw=hw)
+    for got, ref in zip(loss(units)(g[0, :, 0], w), loss(whole)(g[0, :, 0], w)):
+        _close(got, ref, 1e-5)
 
 
 @pytest.mark.parametrize("shape", [(32, 9216, 40), (5, 7, 3)])

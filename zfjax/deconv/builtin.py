@@ -143,7 +143,8 @@ def saved_forward(arch: models.Arch, ops: layers.Ops, cones: tuple[Cone, ...], f
 def stage_backward(arch: models.Arch, params: models.Params, ops: layers.Ops, cone: Cone, out_start: Array,
                    saved: tuple, g: Array) -> Array:
     """One stage's backward on a unit's (h, w, C) window: the rule's VJPs at the shared forward's values (a linear
-    map of `g`; nothing of the forward is recomputed per unit).
+    map of `g`; nothing of the forward is recomputed per unit). A conv's is its transpose, computed for many units at
+    once by `layers.conv_transpose_units`.
 
     A ReLU's rule at its output equals its rule at its input (same sign). LCN's is `ops.lcn`'s custom VJP rule
     (`bwd`) at the saved residuals. Pool outputs outside the map (a window hanging over the edge) get no signal; the
@@ -152,10 +153,7 @@ def stage_backward(arch: models.Arch, params: models.Params, ops: layers.Ops, co
     st = cone.stage
     if not st.pool:
         (g,) = jax.vjp(ops.relu, saved[0])[1](g)
-        w = params[st.name]["w"]
-        _, pull = jax.vjp(lambda v: layers.conv(v[None], w, None, st.stride, 0)[0],
-                          jnp.zeros((*cone.length, w.shape[2]), g.dtype))  # linear: its forward is dropped
-        return pull(g)[0]
+        return layers.conv_transpose_units(g[None], params[st.name]["w"], st.stride, 0, cone.length)[0]
     offset, lcn_residuals = saved
     g = jnp.where(_inside(out_start, g.shape[:2], cone.out_hw), g, jnp.zeros((), g.dtype))
     if st.lcn:  # after the mask: LCN mixes maps, not positions, and its rule's result then feeds the unpooling as is

@@ -119,6 +119,83 @@ def conv_transpose(g: Array, w: Array, stride: int, padding: int, in_hw: tuple[i
     return z[:, crop:crop + in_hw[0], crop:crop + in_hw[1]]
 
 
+TRANSPOSE_CHUNK_BYTES = 16 << 20
+"""`conv_transpose_units` keeps each chunk's matmul product about this size on CPU (4 of ZFNet conv1's 67x67
+windows: 32 conv5 cones 42 -> 34 ms; 2 or 8 at a time were slower)."""
+
+
+def conv_transpose_units(g: Array, w: Array, stride: int, padding: int, in_hw: tuple[int, int]) -> Array:
+    """`conv_transpose` of many units' maps (a projection's stage, vmapped over units and images), on CPU for a
+    strided conv with few input channels (an image's conv1) as a matmul with every tap then per-phase sums, over
+    cache-sized chunks of the maps: the vmapped axes are folded into the maps' batch (`jax.custom_batching`), so a
+    user's `jax.vmap` over units is chunked too. Elsewhere it is `conv_transpose`. Its own VJP is the plain
+    matmul form's (reverse-mode autodiff does not go through the custom batching).
+    """
+    k, cin = w.shape[0], w.shape[2]
+    if (jax.default_backend() != "cpu" or stride == 1 or cin >= PHASE_SPLIT_MIN_CHANNELS
+            or max(g.shape[1:3]) < 2 * k):
+        return conv_transpose(g, w, stride, padding, in_hw)
+    return _units_transpose(g, w, stride, padding, tuple(in_hw))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _units_transpose(g: Array, w: Array, stride: int, padding: int, in_hw: tuple[int, int]) -> Array:
+    return _chunked_transpose(stride, padding, in_hw)(g, w)
+
+
+def _units_transpose_fwd(g, w, stride, padding, in_hw):
+    return _units_transpose(g, w, stride, padding, in_hw), (g, w)
+
+
+def _units_transpose_bwd(stride, padding, in_hw, res, ct):
+    return jax.vjp(lambda g, w: _matmul_transpose(g, w, stride, padding, in_hw), *res)[1](ct)
+
+
+_units_transpose.defvjp(_units_transpose_fwd, _units_transpose_bwd)
+
+
+@functools.lru_cache(maxsize=None)
+def _chunked_transpose(stride: int, padding: int, in_hw: tuple[int, int]):
+    """The chunked matmul transpose for one conv geometry, with a vmap rule that folds batched axes into the maps."""
+
+    @jax.custom_batching.custom_vmap
+    def chunked(g, w):
+        m = -(-w.shape[0] // stride)
+        per_map = g.shape[1] * g.shape[2] * (m * stride) ** 2 * w.shape[2] * g.dtype.itemsize  # its product's bytes
+        return lax.map(lambda one: _matmul_transpose(one[None], w, stride, padding, in_hw)[0], g,
+                       batch_size=max(1, TRANSPOSE_CHUNK_BYTES // per_map))  # vmapped over each chunk
+
+    @chunked.def_vmap
+    def rule(axis_size, in_batched, g, w):
+        if in_batched[1]:  # per-unit filters: nothing shared to chunk over
+            g_axis = 0 if in_batched[0] else None
+            return jax.vmap(lambda g, w: _matmul_transpose(g, w, stride, padding, in_hw), (g_axis, 0))(g, w), True
+        out = chunked(g.reshape(-1, *g.shape[2:]), w)
+        return out.reshape(axis_size, -1, *out.shape[1:]), True
+
+    return chunked
+
+
+def _matmul_transpose(g: Array, w: Array, stride: int, padding: int, in_hw: tuple[int, int]) -> Array:
+    """The transpose as g (.., C_out) times every tap's filter, the taps zero-padded to m = ceil(k / s) per phase and
+    ordered (q_y, q_x, r_y, r_x, C_in), then input pixel s u + r (+ padding) = sum over q of product[u - q, q, r]:
+    m * m shifted slices, each a contiguous run of s * s * C_in values per pixel, then depth-to-space."""
+    s, k, cin, cout = stride, *w.shape[1:]
+    n, h, wd = g.shape[:3]
+    m = -(-k // s)
+    taps = jnp.pad(w, ((0, s * m - k), (0, s * m - k), (0, 0), (0, 0)))
+    taps = taps.reshape(m, s, m, s, cin, cout).transpose(5, 0, 2, 1, 3, 4).reshape(cout, -1)
+    product = (g.reshape(-1, cout) @ taps).reshape(n, h, wd, m, m, s * s * cin)
+    rows = [max(size + m - 1, -(-(t + padding) // s)) for size, t in zip((h, wd), in_hw)]  # units per phase
+    product = jnp.pad(product, ((0, 0), (m - 1, rows[0] - h), (m - 1, rows[1] - wd), (0, 0), (0, 0), (0, 0)))
+    shifted = [product[:, m - 1 - qy:m - 1 - qy + rows[0], m - 1 - qx:m - 1 - qx + rows[1], qy, qx]
+               for qy in range(m) for qx in range(m)]
+    out = functools.reduce(jnp.add, shifted)
+    out = out.reshape(n, rows[0], rows[1], s, s, cin).transpose(0, 1, 3, 2, 4, 5)
+    out = out.reshape(n, rows[0] * s, rows[1] * s, cin)
+    return out[:, padding:padding + in_hw[0], padding:padding + in_hw[1]]
+
+
 def _subpixel_block(stride: int, cin: int) -> int:
     """Units per block of the sub-pixel convolution: 2 x 2 when a unit's phases hold 16 values or fewer (ZFNet's
     conv1: 12 -> 48 output channels, 1.3x faster for cropped projections despite 1.6x the multiply-adds)."""
@@ -336,6 +413,6 @@ def rms(w: Array, axis) -> Array:
     return jnp.sqrt(jnp.mean(jnp.square(w), axis=axis))
 
 
-__all__ = ["conv", "conv_transpose", "dense", "channel_window_sum",
+__all__ = ["conv", "conv_transpose", "conv_transpose_units", "dense", "channel_window_sum",
            "max_pool", "unpool_offsets", "switches_from_offsets", "lcn", "dropout", "Ops", "PLAIN",
            "pool_output_size", "conv_output_size", "rms"]
