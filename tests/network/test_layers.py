@@ -5,7 +5,8 @@
 - `layers.conv`'s stride > 1 input gradient is the sub-pixel form: equal to `jax.vjp` of `lax.conv` (input and
   filter gradients); so is `layers.conv_transpose_units` (matmul then phase sums, vmapped axes in chunks);
 - `layers.lcn`'s hand-written VJP: equal to autodiff of the formula; `layers.dense`'s VJP: equal to the matmul's;
-- batches go through `models.map_chunks` in chunks of images: equal to one image at a time.
+- batches go through `models.map_chunks` in chunks of images (cones in larger chunks than their forwards): equal
+  to one image at a time.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import pytest
 from jax import lax
 
 from zfjax import deconv
+from zfjax.deconv import builtin
 from zfjax.network import layers, models
 
 
@@ -64,6 +66,21 @@ def test_projections_of_a_batch_in_chunks_equal_one_image_at_a_time(crop, projec
         want = [project_jit(arch, params, x[i:i + 1], "pool2", 5, crop=crop,
                             position=None if position is None else position[i]) for i in range(6)]
         _close(got, jnp.concatenate(want))
+
+
+def test_cones_in_chunks_of_images_equal_one_image_at_a_time(monkeypatch, project_jit):
+    """7 images, cones pulled back 4 images at a time (the last chunk padded), their forwards 2 at a time."""
+    monkeypatch.setattr(builtin, "CPU_CONE_CHUNK", 4)
+    monkeypatch.setattr(models, "CPU_CHUNK", 2)
+    arch = models.get("zfnet", init="fan_in", input_shape=(67, 67, 3), num_classes=10)
+    params = models.init(arch, jax.random.key(0))
+    x = jax.random.uniform(jax.random.key(1), (7, *arch.input_shape), minval=-1.0, maxval=1.0)
+    rows = np.arange(7)[:, None] % 2 + np.array([[0, 1]])
+    chunked = jax.jit(lambda p, x, pos: deconv.project(arch, p, x, "pool2", 5, position=pos, crop=True))
+    for position in (None, rows):
+        want = [project_jit(arch, params, x[i:i + 1], "pool2", 5, crop=True,
+                            position=None if position is None else position[i]) for i in range(7)]
+        _close(chunked(params, x, position), jnp.concatenate(want))
 
 
 def test_map_chunks_equals_one_call():

@@ -161,38 +161,57 @@ def stage_backward(arch: models.Arch, params: models.Params, ops: layers.Ops, co
     return layers.unpool_offsets(g[None], offset[None], cone.length, st.kernel, st.stride)[0]
 
 
-def _pull_cropped(arch, params, ops, cones, channels, saved, channel, row, col, value) -> Array:
-    """One image's unit pulled back through its cone only: fixed-size windows per stage, then placed in the image.
-
-    `channels` is the number of maps of the unit's layer; `saved` is that image's `saved_forward`, sliced per stage at
-    the window the cone covers there (`dynamic_slice`, so `row`, `col` and `channel` may be traced and vmapped).
-    """
-    g = (jax.nn.one_hot(channel, channels, dtype=value.dtype) * value)[None, None]
+def _window_starts(cones: tuple[Cone, ...], row: Array, col: Array):
+    """(stage index, where its output window starts, where its input window starts) from the top stage down, for
+    the unit at (row, col)."""
     start = jnp.stack([row, col]).astype(jnp.int32)
     for i in reversed(range(len(cones))):
-        cone, st = cones[i], cones[i].stage
-        before = _out_margins(cones, i)[0]
-        corner = (start[0] + before[0], start[1] + before[1], 0)
-        here = jax.tree.map(lambda m: lax.dynamic_slice(m, corner, (*g.shape[:2], m.shape[2])), saved[i])
-        g = stage_backward(arch, params, ops, cone, start, here, g)
-        start = start * st.stride - st.pad
-        if i:  # the input stage's window is placed (and cut to the image) by `_place`
-            g = jnp.where(_inside(start, cone.length, cone.source_hw), g, jnp.zeros((), g.dtype))
-    return place(g, start, cones[0].source_hw)
+        below = start * cones[i].stage.stride - cones[i].stage.pad
+        yield i, start, below
+        start = below
+
+
+def _window(cones: tuple[Cone, ...], saved: tuple, i: int, start: Array):
+    """Stage `i`'s window of one image's `saved_forward` for an output window at `start` (`dynamic_slice`, so it may
+    be traced and vmapped): the stage's output window, moved by its margins."""
+    before = _out_margins(cones, i)[0]
+    length = cones[i + 1].length if i + 1 < len(cones) else (1, 1)
+    corner = (start[0] + before[0], start[1] + before[1], 0)
+    return jax.tree.map(lambda m: lax.dynamic_slice(m, corner, (*length, m.shape[2])), saved[i])
+
+
+def _unit_windows(cones: tuple[Cone, ...], saved: tuple, row: Array, col: Array) -> tuple:
+    """Every stage's `_window` for the unit at (row, col), bottom stage first."""
+    return tuple(reversed([_window(cones, saved, i, start) for i, start, _ in _window_starts(cones, row, col)]))
+
+
+def _pull_windows(arch, params, ops, cones, channels, window, channel, row, col, value) -> Array:
+    """One image's unit pulled back through its cone only, stage by stage on `window(i, start)` (stage i's window of
+    the shared forward), then placed in the image. `channels` is the number of maps of the unit's layer."""
+    g = (jax.nn.one_hot(channel, channels, dtype=value.dtype) * value)[None, None]
+    for i, start, below in _window_starts(cones, row, col):
+        g = stage_backward(arch, params, ops, cones[i], start, window(i, start), g)
+        if i:  # the input stage's window is placed (and cut to the image) by `place`
+            g = jnp.where(_inside(below, cones[i].length, cones[i].source_hw), g, jnp.zeros((), g.dtype))
+    return place(g, below, cones[0].source_hw)
+
+
+def _crops(cones: tuple[Cone, ...], hw: tuple[int, int], crop: bool | str) -> bool:
+    """Whether a projection runs through the cones: `crop` True, or "auto" when the cone is narrower than the image
+    (one as wide as the image would only add window copies)."""
+    return all(n < size for n, size in zip(cones[0].length, hw)) if crop == "auto" else bool(crop)
 
 
 def _projector(arch, params, x, layer, rule, lcn_rule, crop):
     """`(acts[layer], pull)`: the forward pass once; `pull(channel, rows, cols, values)` projects one unit per image.
 
-    `crop` True pulls each unit back through its receptive-field cone only (`_pull_cropped`), False through the
+    `crop` True pulls each unit back through its receptive-field cone only (`_pull_windows`), False through the
     whole network's VJP (both give the same projection); "auto" crops when the cone is narrower than the image.
     """
     check_layer(arch, layer)
     ops = backward_ops(rule, lcn_rule)
     cones = cone_stages(arch, layer, x.shape[1:3])
-    if crop == "auto":  # a cone as wide as the image would only add window copies
-        crop = all(n < size for n, size in zip(cones[0].length, x.shape[1:3]))
-    if not crop:
+    if not _crops(cones, x.shape[1:3], crop):
         acts, pullback = _forward(arch, params, x, layer, rule, lcn_rule)
 
         def pull(channel, rows, cols, value):
@@ -201,8 +220,11 @@ def _projector(arch, params, x, layer, rule, lcn_rule, crop):
     fwd = models.apply(arch, params, x, upto=layer)
     saved = saved_forward(arch, ops, cones, fwd)
 
+    def one(saved, channel, row, col, value):  # each stage's window sliced where it is used (cache-friendly)
+        return _pull_windows(arch, params, ops, cones, fwd.acts[layer].shape[3],
+                             lambda i, start: _window(cones, saved, i, start), channel, row, col, value)
+
     def pull(channel, rows, cols, value):
-        one = functools.partial(_pull_cropped, arch, params, ops, cones, fwd.acts[layer].shape[3])
         return jax.vmap(one, in_axes=(0, None, 0, 0, 0))(saved, channel, rows, cols, value)
     return fwd.acts[layer], pull
 
@@ -229,18 +251,40 @@ def project(arch: models.Arch, params: models.Params, x: Array, layer: str, chan
     return _project_in_chunks(arch, params, x, layer, channel, position, rule, lcn_rule, crop)
 
 
+CPU_CONE_CHUNK = 32
+"""Images whose cones `project` pulls back at once on CPU (their forward passes go in `models.CPU_CHUNK`s): one unit
+in each of 32 ZFNet images 481 -> 444 ms against forward and cones in the same chunks of 4."""
+
+
 def _project_in_chunks(arch, params, x, layer, channel, position, rule, lcn_rule, crop) -> Array:
-    """`project`'s work by `models.map_chunks` over the images (per-image positions chunked with them)."""
+    """`project`'s work by `models.map_chunks` over the images (per-image positions chunked with them). Cropped, the
+    forward and the windows the cones read go in small chunks, then a larger chunk's cones at once."""
     shape = dataclasses.replace(arch, input_shape=(*x.shape[1:3], arch.input_shape[2])).shapes()[layer]
     units.check(layer, (x.shape[0], *shape), channel, position)
+    cones = cone_stages(arch, layer, x.shape[1:3])
+    ops = backward_ops(rule, lcn_rule)
+    per_image = position is not None and np.ndim(position) == 2
 
-    def chunk(images, pos):
-        acts, pull = _projector(arch, params, images, layer, rule, lcn_rule, crop)
+    def windows(images, pos):
+        fwd = models.apply(arch, params, images, upto=layer)
+        rows, cols, value = units.select(fwd.acts[layer], channel, pos)
+        saved = saved_forward(arch, ops, cones, fwd)
+        return jax.vmap(functools.partial(_unit_windows, cones))(saved, rows, cols), rows, cols, value
+
+    def cropped(images, pos=position):
+        w, rows, cols, value = (models.map_chunks(windows, images, pos) if per_image else
+                                models.map_chunks(lambda part: windows(part, pos), images))
+        def one(w, channel, row, col, value):
+            return _pull_windows(arch, params, ops, cones, shape[-1], lambda i, _: w[i], channel, row, col, value)
+        return jax.vmap(one, in_axes=(0, None, 0, 0, 0))(w, channel, rows, cols, value)
+
+    def whole(images, pos=position):
+        acts, pull = _projector(arch, params, images, layer, rule, lcn_rule, False)
         return _pull_unit(acts, pull, channel, pos).projections
 
-    if position is not None and np.ndim(position) == 2:
-        return models.map_chunks(chunk, x, jnp.asarray(position))
-    return models.map_chunks(lambda images: chunk(images, position), x)
+    fn, chunk = ((cropped, CPU_CONE_CHUNK if jax.default_backend() == "cpu" else None)
+                 if _crops(cones, x.shape[1:3], crop) else (whole, None))
+    return models.map_chunks(fn, x, *([jnp.asarray(position)] if per_image else []), chunk=chunk)
 
 
 @functools.partial(jax.jit, static_argnames=("arch", "layer", "chunk", "rule", "lcn_rule", "crop"))
