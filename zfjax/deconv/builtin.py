@@ -299,11 +299,13 @@ def _project_channels(arch, params, image, layer, channels, chunk, rule, lcn_rul
 
 
 def project_many(arch: models.Arch, params: models.Params, image: Array, layer: str, channels=None, *,
-                 chunk: int = 16, rule: str = "deconvnet", lcn_rule: str = "identity",
+                 chunk: int = 64, rule: str = "deconvnet", lcn_rule: str = "identity",
                  crop: bool | str = "auto") -> Projections:
     """Project the strongest unit of every channel of `layer` (or of `channels`) of ONE image (H, W, C_in).
 
-    The forward pass is shared and compiled once; projections are computed `chunk` channels at a time.
+    The forward pass is shared and compiled once; projections are computed `chunk` channels at a time (all 256
+    conv5 channels of a 224 ZFNet image: 907 ms in chunks of 16, 881 of 32, 820 of 64, 839 of 128 on 2 CPU cores,
+    with no higher peak memory; a smaller chunk bounds memory for large images).
     """
     check_layer(arch, layer)
     backward_ops(rule, lcn_rule)
