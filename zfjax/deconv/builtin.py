@@ -253,7 +253,7 @@ def project(arch: models.Arch, params: models.Params, x: Array, layer: str, chan
 
 CPU_CONE_CHUNK = 32
 """Images whose cones `project` pulls back at once on CPU (their forward passes go in `models.CPU_CHUNK`s): one unit
-in each of 32 ZFNet images 481 -> 444 ms against forward and cones in the same chunks of 4."""
+in each of 32 ZFNet images 463 -> 437 ms against forward and cones in the same chunks of 4."""
 
 
 def _project_in_chunks(arch, params, x, layer, channel, position, rule, lcn_rule, crop) -> Array:

@@ -140,6 +140,7 @@ def conv_transpose_units(g: Array, w: Array, stride: int, padding: int, in_hw: t
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _units_transpose(g: Array, w: Array, stride: int, padding: int, in_hw: tuple[int, int]) -> Array:
+    """The chunked transpose, differentiable: its VJP is the unchunked `_matmul_transpose`'s."""
     return _chunked_transpose(stride, padding, in_hw)(g, w)
 
 
