@@ -10,9 +10,8 @@
 """
 from __future__ import annotations
 
-import itertools
-
 import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -105,7 +104,7 @@ def test_cropped_projection_under_jit_vmap_matches_project_many():
     ((32, 33), 7, 2, 1), ((21, 21), 5, 2, 0), ((17, 16), 3, 2, 1), ((19, 20), 4, 3, 2), ((12, 12), 2, 2, 0),
     ((13, 11), 3, 1, 1), ((9, 10), 5, 1, 0), ((8, 9), 3, 1, 3), ((15, 14), 3, 2, 4), ((10, 10), 1, 1, 0),
     ((11, 12), 1, 2, 0), ((13, 13), 2, 3, 1),
-    ((5, 5), 3, 1, 1), ((3, 3), 3, 1, 0), ((7, 6), 3, 2, 1), ((11, 11), 7, 2, 1), ((6, 7), 4, 3, 2)])  # small maps: matmul then sums
+    ((5, 5), 3, 1, 1), ((3, 3), 3, 1, 0), ((7, 6), 3, 2, 1), ((11, 11), 7, 2, 1), ((6, 7), 4, 3, 2)])  # small maps
 @pytest.mark.parametrize("channels", [1, 3, layers.PHASE_SPLIT_MIN_CHANNELS])  # sub-pixel (blocks) / per phase
 def test_conv_transpose_vjp_equals_lax_vjp(hw, kernel, stride, padding, channels):
     x = jax.random.normal(jax.random.key(4), (2, *hw, channels))
