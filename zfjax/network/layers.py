@@ -188,8 +188,7 @@ def _matmul_transpose(g: Array, w: Array, stride: int, padding: int, in_hw: tupl
     taps = taps.reshape(m, s, m, s, cin, cout).transpose(5, 0, 2, 1, 3, 4).reshape(cout, -1)
     product = (g.reshape(-1, cout) @ taps).reshape(n, h, wd, m, m, s * s * cin)
     rows = [max(size + m - 1, -(-(t + padding) // s)) for size, t in zip((h, wd), in_hw)]  # units per phase
-    product = jnp.pad(product, ((0, 0), (m - 1, rows[0] - h), (m - 1, rows[1] - wd), (0, 0), (0, 0), (0, 0)))
-    shifted = [product[:, m - 1 - qy:m - 1 - qy + rows[0], m - 1 - qx:m - 1 - qx + rows[1], qy, qx]
+    shifted = [jnp.pad(product[:, :, :, qy, qx], ((0, 0), (qy, rows[0] - h - qy), (qx, rows[1] - wd - qx), (0, 0)))
                for qy in range(m) for qx in range(m)]
     out = functools.reduce(jnp.add, shifted)
     out = out.reshape(n, rows[0], rows[1], s, s, cin).transpose(0, 1, 3, 2, 4, 5)
