@@ -3,7 +3,10 @@
 Three columns per side: the forward at batch B, the train step's forward+backward (input and weight gradients) at
 batch B, and the projection's backward of 32 conv5 units (zfjax: the VJP on each unit's receptive-field window,
 vmapped over the units, as `deconv.project` runs it; torch/Captum: the input gradient of the full map, once per
-unit). The slowest zfjax/torch ratio names the layer that limits a benchmark.
+unit). The slowest zfjax/torch ratio names the layer that limits a benchmark. A fourth column times a conv stage's
+transposed convolution alone on the 32 windows (`layers.conv_transpose_units`); with the forward of one image to
+conv5 it gives the projection's floor: what 32 units would take if unpooling, normalization, the ReLU rule,
+window slicing and placement were free.
 Usage: ``python -m benchmarks.profile [--quick] [--arch zfnet|small] [--size S] [--batch B]`` (``--arch small``:
 28x28, batch 128, the small net's train step); prints a markdown table and a JSON last line.
 """
@@ -17,7 +20,7 @@ import numpy as np
 
 from benchmarks import common
 from zfjax import deconv
-from zfjax.network import models
+from zfjax.network import layers, models
 from zfjax.network import receptive_field as rf
 
 UNITS = 32
@@ -62,6 +65,8 @@ def profile(size: int, batch: int, rounds: int, name: str = "zfnet") -> list[dic
         g = jnp.ones((UNITS, *out_len, jax.tree.leaves(here)[0].shape[-1]), jnp.float32)
         proj = jax.jit(jax.vmap(lambda g, p, here=here, cone=cone: deconv.stage_backward(
             arch, {**params, **p}, ops, cone, jnp.zeros(2, jnp.int32), here, g), in_axes=(0, None)))
+        transpose = None if st.pool else jax.jit(lambda g, p, st=st, cone=cone: layers.conv_transpose_units(
+            g, p[st.name]["w"], st.stride, 0, cone.length))
         mod = _torch_stage(net, torch, st.name)
         xt = common.to_nchw(xin)
         xt1 = xt[:1].clone().requires_grad_(True)
@@ -85,7 +90,9 @@ def profile(size: int, batch: int, rounds: int, name: str = "zfnet") -> list[dic
                "zfjax_train_s": _median(lambda: jax.block_until_ready(fb(p, xin)), rounds),
                "torch_train_s": _median(t_fb, rounds),
                "zfjax_projection_s": _median(lambda: jax.block_until_ready(proj(g, p)), rounds),
-               "torch_projection_s": _median(t_proj, rounds)}
+               "torch_projection_s": _median(t_proj, rounds),
+               "zfjax_transpose_s": None if transpose is None else
+               _median(lambda: jax.block_until_ready(transpose(g, p)), rounds)}
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -93,13 +100,26 @@ def profile(size: int, batch: int, rounds: int, name: str = "zfnet") -> list[dic
 
 def table(rows: list[dict]) -> str:
     """Markdown: seconds per layer and the torch/zfjax ratio of each column (< 1: zfjax is slower there)."""
-    out = ["| layer | forward zfjax / torch s | train zfjax / torch s | projection (32 units) zfjax / torch s |",
-           "|---|---|---|---|"]
+    out = ["| layer | forward zfjax / torch s | train zfjax / torch s | projection (32 units) zfjax / torch s "
+           "| its transposed conv alone s |", "|---|---|---|---|---|"]
     for r in rows:
         cells = [f"{r[f'zfjax_{k}_s']:.4f} / {r[f'torch_{k}_s']:.4f} ({r[f'torch_{k}_s'] / r[f'zfjax_{k}_s']:.1f}x)"
                  for k in ("forward", "train", "projection")]
+        cells.append("-" if r["zfjax_transpose_s"] is None else f"{r['zfjax_transpose_s']:.4f}")
         out.append(f"| {r['layer']} | " + " | ".join(cells) + " |")
     return "\n".join(out)
+
+
+def projection_floor(rows: list[dict], forward_s: float) -> float:
+    """The 32-unit projection's floor: the forward of one image plus every stage's transposed convolution alone."""
+    return forward_s + sum(r["zfjax_transpose_s"] or 0.0 for r in rows)
+
+
+def one_image_forward(size: int, rounds: int, name: str) -> float:
+    """Seconds of the forward of one image to conv5, as a projection runs it."""
+    arch, params, images, _ = common.zfnet(size, 1, name=name)
+    f = jax.jit(lambda p, x: models.apply(arch, p, x, upto="conv5").acts["conv5"])
+    return _median(lambda: jax.block_until_ready(f(params, images)), rounds)
 
 
 def main() -> None:
@@ -110,11 +130,17 @@ def main() -> None:
     args = parser.parse_args()
     size, batch = (28, 128) if args.arch == "small" else (112, 8) if args.quick else (224, 32)
     size, batch = args.size or size, args.batch or batch
-    rows = profile(size, batch, args.rounds or (3 if args.quick else 5), args.arch)
+    rounds = args.rounds or (3 if args.quick else 5)
+    rows = profile(size, batch, rounds, args.arch)
+    forward = one_image_forward(size, rounds, args.arch)
+    floor = projection_floor(rows, forward)
     print(table(rows))
+    print(f"\nprojection floor: the forward of one image to conv5 ({forward:.4f} s) + the transposed convolutions "
+          f"alone = {floor:.4f} s for {UNITS} units")
     slowest = min(rows, key=lambda r: r["torch_train_s"] / r["zfjax_train_s"])
     print(json.dumps({"benchmark": "profile", "arch": args.arch, "size": size, "batch": batch, "layers": rows,
-                      "slowest_train_layer": slowest["layer"]}))
+                      "slowest_train_layer": slowest["layer"], "one_image_forward_s": forward,
+                      "projection_floor_s": floor}))
 
 
 if __name__ == "__main__":

@@ -63,5 +63,9 @@ def test_occlusion_refuses_a_grid_captum_does_not_share():
 def test_profile_names_a_layer_for_each_stage(args, capsys, monkeypatch):
     out = _run("profile", args, capsys, monkeypatch)
     assert [r["layer"] for r in out["layers"]][:3] == ["conv1", "pool1", "conv2"]
-    assert all(r[k] > 0 for r in out["layers"] for k in r if k.endswith("_s"))
+    assert all(r[k] > 0 for r in out["layers"] for k in r if k.endswith("_s") and k != "zfjax_transpose_s")
+    assert all((r["zfjax_transpose_s"] is None) == r["layer"].startswith("pool") for r in out["layers"])
+    transposes = sum(r["zfjax_transpose_s"] or 0.0 for r in out["layers"])
+    assert out["one_image_forward_s"] > 0 and transposes > 0
+    assert out["projection_floor_s"] == pytest.approx(out["one_image_forward_s"] + transposes)
     assert out["slowest_train_layer"] in [r["layer"] for r in out["layers"]]

@@ -142,6 +142,39 @@ def test_conv_transpose_units_under_vmap_equals_lax_vjp(hw, kernel, stride, padd
         _close(got, ref, 1e-5)
 
 
+@pytest.mark.parametrize("hw, kernel, stride, padding, channels", [((32, 33), 7, 2, 1, 3), ((21, 21), 5, 2, 0, 1),
+                                                                   ((15, 14), 3, 1, 1, 2)])
+def test_conv_transpose_units_unpools_and_rectifies_in_its_chunks(hw, kernel, stride, padding, channels, monkeypatch):
+    """`unpool` + `rectify` == unpool_offsets, max(., 0), then lax's VJP: per-unit or shared offsets, per-unit filters
+    and the VJP; the 14 maps in chunks of 3 (the last one short)."""
+    monkeypatch.setattr(layers, "TRANSPOSE_CHUNK_BYTES", 3 * 14 * 15 * 8 * 8 * 3 * 4)  # 3 of the first case's maps
+    w = jax.random.normal(jax.random.key(5), (kernel, kernel, channels, 6))
+    x = jnp.zeros((1, *hw, channels))
+    plain = lambda x, w: lax.conv_general_dilated(x, w, (stride, stride), [(padding, padding)] * 2,  # noqa: E731
+                                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    out_hw = jax.eval_shape(plain, x, w).shape[1:3]
+    maps = jax.random.normal(jax.random.key(6), (7, 2, 1, *out_hw, 6))  # 7 units x 2 images, each one map
+    offsets = jax.vmap(jax.vmap(lambda a: layers.max_pool(a, 3, 2, True)[1]))(maps)
+    g = jax.random.normal(jax.random.key(7), offsets.shape)
+
+    def want(g, offset, w):
+        signal = jnp.maximum(layers.unpool_offsets(g, offset, out_hw, 3, 2), 0.0)
+        return jax.vjp(lambda x: plain(x, w), jnp.zeros((len(g), *hw, channels)))[1](signal)[0]
+
+    def units(g, offset, w):
+        return layers.conv_transpose_units(g, w, stride, padding, hw, unpool=(offset, 3, 2), rectify=True)
+
+    per_unit = jax.jit(jax.vmap(jax.vmap(units, (0, 0, None)), (0, 0, None)))
+    _close(per_unit(g, offsets, w), jax.vmap(jax.vmap(want, (0, 0, None)), (0, 0, None))(g, offsets, w), 1e-6)
+    shared = jax.vmap(units, (0, None, None))(g[:, 0], offsets[0, 0], w)  # one image's switches, many units
+    _close(shared, jax.vmap(want, (0, None, None))(g[:, 0], offsets[0, 0], w), 1e-6)
+    ws = jnp.stack([w, 2 * w])
+    _close(jax.vmap(units)(g[:2, 0], offsets[:2, 0], ws), jax.vmap(want)(g[:2, 0], offsets[:2, 0], ws), 1e-6)
+    loss = lambda f: jax.grad(lambda g, w: jnp.sum(f(g, offsets[0, :, 0], w) ** 2), (0, 1))  # noqa: E731
+    for got, ref in zip(loss(units)(g[0, :, 0], w), loss(want)(g[0, :, 0], w)):
+        _close(got, ref, 1e-5)
+
+
 @pytest.mark.parametrize("shape", [(32, 9216, 40), (5, 7, 3)])
 def test_dense_vjp_equals_autodiff_of_the_matmul(shape):
     n, fan_in, fan_out = shape

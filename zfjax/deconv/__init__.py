@@ -17,7 +17,7 @@ is the paper's description in code, for tests.
 - `units`: choosing a unit of a map (checks, the strongest unit, the seed).
 """
 from zfjax.deconv.builtin import LCN_RULES, backward_ops, project, project_many, projectable_layers
-from zfjax.deconv.builtin import Cone, cone_stages, lcn_skipped_backward, saved_forward, stage_backward
+from zfjax.deconv.builtin import Cone, Pooled, cone_stages, lcn_skipped_backward, saved_forward, stage_backward
 from zfjax.deconv.reference import lcn_gradient, project_reference, rectify, transposed_filters, unpool
 from zfjax.deconv.projection import project_fn, project_many_fn
 from zfjax.deconv.rules import RULES
@@ -27,4 +27,4 @@ from zfjax.deconv.units import Projections
 __all__ = ["apply_rule", "rule_sites", "project_fn", "project_many_fn", "project", "project_many", "Projections",
            "RULES", "LCN_RULES", "backward_ops", "projectable_layers", "project_reference", "unpool", "rectify",
            "transposed_filters", "lcn_gradient", "lcn_skipped_backward", "Cone", "cone_stages", "saved_forward",
-           "stage_backward"]
+           "stage_backward", "Pooled"]

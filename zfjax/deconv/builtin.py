@@ -140,24 +140,40 @@ def saved_forward(arch: models.Arch, ops: layers.Ops, cones: tuple[Cone, ...], f
     return tuple(out)
 
 
+class Pooled(NamedTuple):
+    """A pool stage's signal left at the pool's output, with its window of the saved offsets: the conv stage below
+    unpools it inside its transpose (`layers.conv_transpose_units`), so the unpooled maps are never written whole."""
+    g: Array
+    offset: Array
+    window: int
+    stride: int
+
+
 def stage_backward(arch: models.Arch, params: models.Params, ops: layers.Ops, cone: Cone, out_start: Array,
-                   saved: tuple, g: Array) -> Array:
+                   saved: tuple, g: Array | Pooled, *, leave_pooled: bool = False) -> Array | Pooled:
     """One stage's backward on a unit's (h, w, C) window: the rule's VJPs at the shared forward's values (a linear
     map of `g`; nothing of the forward is recomputed per unit). A conv's is its transpose, computed for many units at
     once by `layers.conv_transpose_units`.
 
     A ReLU's rule at its output equals its rule at its input (same sign). LCN's is `ops.lcn`'s custom VJP rule
     (`bwd`) at the saved residuals. Pool outputs outside the map (a window hanging over the edge) get no signal; the
-    pool's VJP is `layers.max_pool`'s unpooling with the saved offsets.
+    pool's VJP is `layers.max_pool`'s unpooling with the saved offsets, or with `leave_pooled` a `Pooled` signal
+    that the conv stage below unpools and rectifies in its transpose (the deconvnet rule's ReLU needs no saved map).
     """
     st = cone.stage
     if not st.pool:
+        w = params[st.name]["w"]
+        if isinstance(g, Pooled):
+            return layers.conv_transpose_units(g.g[None], w, st.stride, 0, cone.length,
+                                               unpool=(g.offset[None], g.window, g.stride), rectify=True)[0]
         (g,) = jax.vjp(ops.relu, saved[0])[1](g)
-        return layers.conv_transpose_units(g[None], params[st.name]["w"], st.stride, 0, cone.length)[0]
+        return layers.conv_transpose_units(g[None], w, st.stride, 0, cone.length)[0]
     offset, lcn_residuals = saved
-    g = jnp.where(_inside(out_start, g.shape[:2], cone.out_hw), g, jnp.zeros((), g.dtype))
-    if st.lcn:  # after the mask: LCN mixes maps, not positions, and its rule's result then feeds the unpooling as is
+    if st.lcn:  # LCN mixes maps, not positions: the margins' zero residuals only spoil positions the mask clears
         (g,) = ops.lcn.bwd(*arch.lcn_params, lcn_residuals, g)
+    g = jnp.where(_inside(out_start, g.shape[:2], cone.out_hw), g, jnp.zeros((), g.dtype))
+    if leave_pooled:
+        return Pooled(g, offset, st.kernel, st.stride)
     return layers.unpool_offsets(g[None], offset[None], cone.length, st.kernel, st.stride)[0]
 
 
@@ -189,9 +205,13 @@ def _pull_windows(arch, params, ops, cones, channels, window, channel, row, col,
     """One image's unit pulled back through its cone only, stage by stage on `window(i, start)` (stage i's window of
     the shared forward), then placed in the image. `channels` is the number of maps of the unit's layer."""
     g = (jax.nn.one_hot(channel, channels, dtype=value.dtype) * value)[None, None]
+    rectifies = ops.relu is rules.RELUS["deconvnet"]
     for i, start, below in _window_starts(cones, row, col):
-        g = stage_backward(arch, params, ops, cones[i], start, window(i, start), g)
-        if i:  # the input stage's window is placed (and cut to the image) by `place`
+        leave_pooled = rectifies and cones[i].stage.pool and i > 0 and not cones[i - 1].stage.pool  # a conv below
+        g = stage_backward(arch, params, ops, cones[i], start, window(i, start), g, leave_pooled=leave_pooled)
+        # the input stage's window is placed (and cut to the image) by `place`; an unpooled signal lies inside the
+        # map already (switches point inside it), so a Pooled one goes to the conv below unmasked
+        if i and not leave_pooled:
             g = jnp.where(_inside(below, cones[i].length, cones[i].source_hw), g, jnp.zeros((), g.dtype))
     return place(g, below, cones[0].source_hw)
 
@@ -327,4 +347,4 @@ def project_many(arch: models.Arch, params: models.Params, image: Array, layer: 
 
 
 __all__ = ["LCN_RULES", "backward_ops", "projectable_layers", "check_layer", "project", "project_many", "Cone", "cone_stages",
-           "saved_forward", "stage_backward", "lcn_skipped_backward"]
+           "saved_forward", "stage_backward", "Pooled", "lcn_skipped_backward"]
