@@ -46,7 +46,8 @@ def _stage_forward(arch: models.Arch, p: models.Params, st, x: jax.Array) -> jax
     return rf.run_stage(arch, p, st, x, padding=st.pad, ceil_mode=arch.pool_ceil)
 
 
-def profile(size: int, batch: int, rounds: int, name: str = "zfnet") -> list[dict]:
+def profile(size: int, batch: int, rounds: int, name: str = "zfnet") -> tuple[list[dict], float]:
+    """The per-stage rows, and the seconds of the forward of one image to conv5 (as a projection runs it)."""
     torch = common.setup_torch()
     arch, params, images, net = common.zfnet(size, batch, name=name)
     fwd = models.apply(arch, params, images)
@@ -95,7 +96,8 @@ def profile(size: int, batch: int, rounds: int, name: str = "zfnet") -> list[dic
                _median(lambda: jax.block_until_ready(transpose(g, p)), rounds)}
         rows.append(row)
         print(json.dumps(row), flush=True)
-    return rows
+    one = jax.jit(lambda p, x: models.apply(arch, p, x, upto="conv5").acts["conv5"])
+    return rows, _median(lambda: jax.block_until_ready(one(params, images[:1])), rounds)
 
 
 def table(rows: list[dict]) -> str:
@@ -115,13 +117,6 @@ def projection_floor(rows: list[dict], forward_s: float) -> float:
     return forward_s + sum(r["zfjax_transpose_s"] or 0.0 for r in rows)
 
 
-def one_image_forward(size: int, rounds: int, name: str) -> float:
-    """Seconds of the forward of one image to conv5, as a projection runs it."""
-    arch, params, images, _ = common.zfnet(size, 1, name=name)
-    f = jax.jit(lambda p, x: models.apply(arch, p, x, upto="conv5").acts["conv5"])
-    return _median(lambda: jax.block_until_ready(f(params, images)), rounds)
-
-
 def main() -> None:
     parser = common.parser(__doc__)
     parser.add_argument("--arch", choices=("zfnet", "small"), default="zfnet")
@@ -131,8 +126,7 @@ def main() -> None:
     size, batch = (28, 128) if args.arch == "small" else (112, 8) if args.quick else (224, 32)
     size, batch = args.size or size, args.batch or batch
     rounds = args.rounds or (3 if args.quick else 5)
-    rows = profile(size, batch, rounds, args.arch)
-    forward = one_image_forward(size, rounds, args.arch)
+    rows, forward = profile(size, batch, rounds, args.arch)
     floor = projection_floor(rows, forward)
     print(table(rows))
     print(f"\nprojection floor: the forward of one image to conv5 ({forward:.4f} s) + the transposed convolutions "

@@ -35,6 +35,12 @@ def _close(got, want, tol=1e-5):
     np.testing.assert_allclose(got, want, rtol=0, atol=tol * scale + 1e-30)
 
 
+def _lax_conv(stride: int, padding: int):
+    """The plain `lax` convolution (NHWC, HWIO) the fast forms are checked against."""
+    return lambda x, w: lax.conv_general_dilated(x, w, (stride, stride), [(padding, padding)] * 2,
+                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
 def test_cropped_projection_equals_whole_network_vjp(project_jit):
     """ZFNet at 67x67: stride-2 convs, ceil pools with partial windows; a conv, a pool with LCN, the top layer."""
     arch = models.get("zfnet", init="fan_in", input_shape=(67, 67, 3), num_classes=10)
@@ -114,8 +120,7 @@ def test_conv_transpose_vjp_equals_lax_vjp(hw, kernel, stride, padding, channels
     """Each side compiled whole (one program, not one per operation), apart so XLA cannot share their work."""
     x = jax.random.normal(jax.random.key(4), (2, *hw, channels))
     w = jax.random.normal(jax.random.key(5), (kernel, kernel, channels, 5))
-    plain = lambda x, w: lax.conv_general_dilated(x, w, (stride, stride), [(padding, padding)] * 2,  # noqa: E731
-                                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    plain = _lax_conv(stride, padding)
     g = jax.random.normal(jax.random.key(6), jax.eval_shape(plain, x, w).shape)
 
     def values_and_vjp(f):
@@ -135,8 +140,7 @@ def test_conv_transpose_units_under_vmap_equals_lax_vjp(hw, kernel, stride, padd
     """Units x images vmapped (the batched axes folded into chunks), per-unit filters, and its own VJP."""
     w = jax.random.normal(jax.random.key(5), (kernel, kernel, channels, 6))
     x = jnp.zeros((1, *hw, channels))
-    plain = lambda x, w: lax.conv_general_dilated(x, w, (stride, stride), [(padding, padding)] * 2,  # noqa: E731
-                                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    plain = _lax_conv(stride, padding)
     out_shape = jax.eval_shape(plain, x, w).shape
     g = jax.random.normal(jax.random.key(6), (7, 2, *out_shape))  # 7 units x 2 images, each one map
     want = jax.vmap(jax.vmap(lambda g, w: jax.vjp(lambda x: plain(x, w), x)[1](g)[0], (0, None)), (0, None))
@@ -159,8 +163,7 @@ def test_conv_transpose_units_unpools_and_rectifies_in_its_chunks(hw, kernel, st
     monkeypatch.setattr(layers, "TRANSPOSE_CHUNK_BYTES", 3 * 14 * 15 * 8 * 8 * 3 * 4)  # 3 of the first case's maps
     w = jax.random.normal(jax.random.key(5), (kernel, kernel, channels, 6))
     x = jnp.zeros((1, *hw, channels))
-    plain = lambda x, w: lax.conv_general_dilated(x, w, (stride, stride), [(padding, padding)] * 2,  # noqa: E731
-                                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    plain = _lax_conv(stride, padding)
     out_hw = jax.eval_shape(plain, x, w).shape[1:3]
     maps = jax.random.normal(jax.random.key(6), (7, 2, 1, *out_hw, 6))  # 7 units x 2 images, each one map
     offsets = jax.vmap(jax.vmap(lambda a: layers.max_pool(a, 3, 2, True)[1]))(maps)
